@@ -1,0 +1,60 @@
+"""Exceptions of the engine, and the one place where Lua error codes become them."""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class EngineError(Exception):
+    """Base class of every error the engine raises on purpose."""
+
+
+class QueueNotFound(EngineError, LookupError):
+    """The queue is not known to this manager."""
+
+
+class JobNotFound(EngineError, LookupError):
+    """No job with that id in that queue."""
+
+
+class LeaseLost(EngineError):
+    """The caller's lease on a job (or the leader lease) is no longer valid."""
+
+
+class InvalidJobState(EngineError):
+    """The job is not in a state that allows the requested operation."""
+
+
+class UnrecoverableError(EngineError):
+    """Raised by a processor to fail a job at once, without further attempts."""
+
+
+class RedisUnavailable(EngineError):
+    """Redis could not be reached (connection refused, reset or timed out)."""
+
+
+class ErrorCode(IntEnum):
+    """Negative return codes of the Lua scripts (see ``engine/lua/*.lua``)."""
+
+    JOB_NOT_FOUND = -1
+    LEASE_LOST = -2
+    NOT_IN_STATE = -3
+    NOT_LEADER = -4
+
+
+def raise_for_code(code: int, *, job_id: str = "", action: str = "") -> None:
+    """Raise the typed exception for a negative script return code; no-op otherwise."""
+    if code >= 0:
+        return
+    what = f"job {job_id}" if job_id else "request"
+    match code:
+        case ErrorCode.JOB_NOT_FOUND:
+            raise JobNotFound(f"{what} not found")
+        case ErrorCode.LEASE_LOST:
+            raise LeaseLost(f"{action or 'update'} refused: lease on {what} is no longer held")
+        case ErrorCode.NOT_IN_STATE:
+            raise InvalidJobState(f"{action or 'operation'} refused: {what} is not in that state")
+        case ErrorCode.NOT_LEADER:
+            raise LeaseLost(f"{action or 'fire'} refused: not the current leader")
+        case _:
+            raise EngineError(f"unexpected script code {code} for {what}")

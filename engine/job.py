@@ -1,0 +1,93 @@
+"""A job as read from Redis, and its JSON form in Bull's shape."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+import orjson
+
+from .options import JobOptions
+
+
+class JobState(StrEnum):
+    """The set a job is in; a job is in exactly one at a time."""
+
+    WAITING = "waiting"
+    ACTIVE = "active"
+    DELAYED = "delayed"
+    COMPLETED = "completed"
+    FAILED = "failed"
+
+
+def _opt_int(value: str | None) -> int | None:
+    return None if value is None or value == "" else int(value)
+
+
+def _json(value: str | None, default: Any = None) -> Any:
+    return default if value is None or value == "" else orjson.loads(value)
+
+
+@dataclass(slots=True)
+class Job:
+    """One job. Times are epoch ms (Redis server clock)."""
+
+    id: str
+    queue: str
+    name: str
+    data: Any
+    opts: JobOptions
+    timestamp: int
+    attempts_made: int = 0
+    stalled_count: int = 0
+    progress: Any = 0
+    processed_on: int | None = None
+    finished_on: int | None = None
+    failed_reason: str | None = None
+    stacktrace: list[str] = field(default_factory=list)
+    return_value: Any = None
+    state: JobState | None = None
+
+    @classmethod
+    def from_hash(
+        cls, queue: str, job_id: str, h: Mapping[str, str], state: JobState | None = None
+    ) -> Job:
+        """Build from the fields of ``job:<id>`` (see docs/ARCHITECTURE.md)."""
+        return cls(
+            id=job_id,
+            queue=queue,
+            name=h.get("name", ""),
+            data=_json(h.get("data")),
+            opts=JobOptions.from_json(_json(h.get("opts"), {})),
+            timestamp=int(h.get("ts", 0)),
+            attempts_made=int(h.get("atm", 0)),
+            stalled_count=int(h.get("stc", 0)),
+            progress=_json(h.get("prog"), 0),
+            processed_on=_opt_int(h.get("pon")),
+            finished_on=_opt_int(h.get("fon")),
+            failed_reason=h.get("fr"),
+            stacktrace=_json(h.get("st"), []),
+            return_value=_json(h.get("rv")),
+            state=state,
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        """Bull's JSON shape for a job, plus ``state`` and ``stalledCount``."""
+        return {
+            "id": self.id,
+            "name": self.name,
+            "data": self.data,
+            "opts": self.opts.to_json(),
+            "progress": self.progress,
+            "attemptsMade": self.attempts_made,
+            "stalledCount": self.stalled_count,
+            "failedReason": self.failed_reason,
+            "stacktrace": self.stacktrace,
+            "returnvalue": self.return_value,
+            "timestamp": self.timestamp,
+            "processedOn": self.processed_on,
+            "finishedOn": self.finished_on,
+            "state": None if self.state is None else self.state.value,
+        }

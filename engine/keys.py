@@ -1,0 +1,133 @@
+"""Every Redis key name the engine uses, built in exactly one place.
+
+All keys of one queue share the hash tag ``{<queue>}`` so that every Lua script touches
+a single slot and the engine runs unchanged on Redis Cluster.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+# Queue names become part of key names and URLs: keep them to a safe alphabet so a
+# hostile name can neither break the hash tag (``{``/``}``) nor the key layout (``:``).
+_QUEUE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}$")
+_PREFIX = re.compile(r"^[A-Za-z0-9_.\-]{1,50}$")
+MAX_JOB_ID_LEN = 200
+
+
+def validate_queue_name(name: str) -> str:
+    """Return ``name`` if it is a valid queue name, else raise ``ValueError`` naming it."""
+    if not isinstance(name, str) or not _QUEUE_NAME.match(name):
+        raise ValueError(
+            f"queue name {name!r} is invalid: use 1-100 letters, digits, '_', '-' or '.', "
+            "starting with a letter or digit"
+        )
+    return name
+
+
+def validate_prefix(prefix: str) -> str:
+    """Return ``prefix`` if it is a valid key prefix, else raise ``ValueError``."""
+    if not isinstance(prefix, str) or not _PREFIX.match(prefix):
+        raise ValueError(f"prefix {prefix!r} is invalid: use 1-50 letters, digits, '_', '-', '.'")
+    return prefix
+
+
+def validate_job_id(job_id: str) -> str:
+    """Return ``job_id`` if usable as a fixed job id, else raise ``ValueError``."""
+    if not isinstance(job_id, str) or not job_id or len(job_id) > MAX_JOB_ID_LEN:
+        raise ValueError(f"job_id must be a non-empty string of at most {MAX_JOB_ID_LEN} chars")
+    if any(ch in job_id for ch in "{}\x00") or job_id.isdigit():
+        # Digits-only ids are reserved for the queue's own counter, so a fixed id can
+        # never collide with a generated one.
+        raise ValueError(
+            f"job_id {job_id!r} is invalid: it may not be all digits nor contain '{{', '}}' or NUL"
+        )
+    return job_id
+
+
+@dataclass(frozen=True, slots=True)
+class QueueKeys:
+    """Key names of one queue: ``<prefix>:{<queue>}:<part>``."""
+
+    prefix: str
+    queue: str
+
+    @property
+    def base(self) -> str:
+        """The common start of every key of this queue (ends with ``:``)."""
+        return f"{self.prefix}:{{{self.queue}}}:"
+
+    def _k(self, part: str) -> str:
+        return self.base + part
+
+    @property
+    def wait(self) -> str:
+        return self._k("wait")
+
+    @property
+    def active(self) -> str:
+        return self._k("active")
+
+    @property
+    def delayed(self) -> str:
+        return self._k("delayed")
+
+    @property
+    def completed(self) -> str:
+        return self._k("completed")
+
+    @property
+    def failed(self) -> str:
+        return self._k("failed")
+
+    @property
+    def meta(self) -> str:
+        return self._k("meta")
+
+    @property
+    def marker(self) -> str:
+        return self._k("marker")
+
+    @property
+    def events(self) -> str:
+        return self._k("events")
+
+    @property
+    def limiter(self) -> str:
+        return self._k("limiter")
+
+    @property
+    def schedules(self) -> str:
+        return self._k("schedules")
+
+    @property
+    def lease(self) -> str:
+        return self._k("lease")
+
+    @property
+    def ledger(self) -> str:
+        return self._k("ledger")
+
+    @property
+    def job_prefix(self) -> str:
+        """Prefix of job hashes; scripts append the id (same slot by construction)."""
+        return self._k("job:")
+
+    def job(self, job_id: str) -> str:
+        return self._k(f"job:{job_id}")
+
+    def logs(self, job_id: str) -> str:
+        return self._k(f"job:{job_id}:logs")
+
+    def schedule(self, name: str) -> str:
+        return self._k(f"schedule:{name}")
+
+    def watermark(self, name: str) -> str:
+        """A processor-owned key (e.g. the demo sync watermark)."""
+        return self._k(f"watermark:{name}")
+
+
+def queues_registry(prefix: str) -> str:
+    """The set of known queue names (outside any queue's slot; never used in a script)."""
+    return f"{prefix}:queues"

@@ -1,0 +1,152 @@
+"""The queue manager: the object an asyncio service embeds (the seed's ``queueManager``)."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from .connection import RedisSettings, create_client
+from .errors import QueueNotFound
+from .job import Job, JobState
+from .keys import validate_prefix
+from .options import JobOptions
+from .queue import Queue, QueueStats
+from .store import DEFAULT_MAX_EVENTS, Store
+
+logger = logging.getLogger("engine.manager")
+
+
+class QueueManager:
+    """Creates queues on one Redis and runs the admin operations on them.
+
+    ``redis_url`` defaults to ``REDIS_URL`` or ``redis://127.0.0.1:6379/0``; every key
+    starts with ``prefix``. The Redis client connects lazily, on first use.
+    """
+
+    def __init__(
+        self,
+        redis_url: str | None = None,
+        prefix: str = "engine",
+        *,
+        settings: RedisSettings | None = None,
+        max_events: int = DEFAULT_MAX_EVENTS,
+    ) -> None:
+        self.settings = settings or (RedisSettings(url=redis_url) if redis_url else RedisSettings())
+        self.prefix = validate_prefix(prefix)
+        self.client = create_client(self.settings)
+        self.store = Store(self.client, prefix=self.prefix, max_events=max_events)
+        self._queues: dict[str, Queue] = {}
+        self._closers: list[Any] = []
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> QueueManager:
+        """Build from ``REDIS_URL`` and ``ENGINE_PREFIX``."""
+        env = os.environ if env is None else env
+        return cls(
+            settings=RedisSettings.from_env(env), prefix=env.get("ENGINE_PREFIX") or "engine"
+        )
+
+    # -- queues ---------------------------------------------------------------
+
+    def create_queue(
+        self,
+        name: str,
+        default_job_options: Mapping[str, Any] | JobOptions | None = None,
+    ) -> Queue:
+        """Create (or return) the queue ``name``; ``default_job_options`` apply to every
+        job added through this manager, under the job's own options."""
+        options = JobOptions.parse(default_job_options) if default_job_options else None
+        existing = self._queues.get(name)
+        if existing is not None:
+            if options is not None:
+                existing.default_job_options = options
+            return existing
+        queue = Queue(self.store, name, options)
+        self._queues[name] = queue
+        return queue
+
+    def get_queue(self, name: str) -> Queue:
+        """The queue created under ``name``; ``QueueNotFound`` otherwise."""
+        try:
+            return self._queues[name]
+        except KeyError:
+            raise QueueNotFound(f"queue {name!r} is not registered") from None
+
+    @property
+    def queues(self) -> dict[str, Queue]:
+        """The queues created on this manager, by name."""
+        return dict(self._queues)
+
+    # -- producer ---------------------------------------------------------------
+
+    async def add_job(
+        self,
+        queue: str,
+        data: Any = None,
+        opts: Mapping[str, Any] | JobOptions | None = None,
+        *,
+        name: str | None = None,
+    ) -> Job:
+        """Add a job to a registered queue (the seed's ``queueManager.addJob``)."""
+        return await self.get_queue(queue).add(data, opts, name=name)
+
+    # -- admin ------------------------------------------------------------------
+
+    async def get_stats(self, queue: str) -> QueueStats:
+        return await self.get_queue(queue).get_stats()
+
+    async def get_all_stats(self) -> dict[str, QueueStats]:
+        """Stats of every registered queue in one round trip."""
+        queues = list(self._queues.values())
+        if not queues:
+            return {}
+        async with self.client.pipeline(transaction=False) as pipe:
+            for q in queues:
+                q._queue_stats(pipe)
+            results = await pipe.execute()
+        per = len(results) // len(queues)
+        return {
+            q.name: q._stats_from(results[i * per : (i + 1) * per]) for i, q in enumerate(queues)
+        }
+
+    async def get_jobs(
+        self, queue: str, state: str | JobState, start: int = 0, end: int = 9
+    ) -> list[Job]:
+        return await self.get_queue(queue).get_jobs(state, start, end)
+
+    async def get_job(self, queue: str, job_id: str) -> Job | None:
+        return await self.get_queue(queue).get_job(job_id)
+
+    async def pause_queue(self, queue: str, actor: str = "") -> bool:
+        return await self.get_queue(queue).pause(actor)
+
+    async def resume_queue(self, queue: str, actor: str = "") -> bool:
+        return await self.get_queue(queue).resume(actor)
+
+    async def clean_completed_jobs(self, queue: str, grace_ms: int, actor: str = "") -> int:
+        """Remove completed jobs finished more than ``grace_ms`` ago; returns the count."""
+        return await self.get_queue(queue).clean(JobState.COMPLETED, grace_ms, actor)
+
+    async def clean_failed_jobs(self, queue: str, grace_ms: int, actor: str = "") -> int:
+        """Remove failed jobs finished more than ``grace_ms`` ago; returns the count."""
+        return await self.get_queue(queue).clean(JobState.FAILED, grace_ms, actor)
+
+    async def retry_job(self, queue: str, job_id: str, actor: str = "") -> None:
+        await self.get_queue(queue).retry_job(job_id, actor)
+
+    async def remove_job(self, queue: str, job_id: str, actor: str = "") -> None:
+        await self.get_queue(queue).remove_job(job_id, actor)
+
+    async def promote_job(self, queue: str, job_id: str, actor: str = "") -> None:
+        await self.get_queue(queue).promote_job(job_id, actor)
+
+    # -- lifecycle --------------------------------------------------------------
+
+    async def close_all(self) -> None:
+        """Close workers and schedulers started through this manager, then the client."""
+        for closer in reversed(self._closers):
+            await closer()
+        self._closers.clear()
+        await self.client.aclose()

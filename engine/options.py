@@ -1,0 +1,233 @@
+"""Typed job options, validated once at the boundary.
+
+Option dicts may use snake_case or the seed's camelCase (``jobId``, ``removeOnComplete``);
+everything past this module works with the frozen dataclasses only.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal
+
+from .keys import validate_job_id
+
+MAX_PRIORITY = 2_097_151  # priority * 2**32 + sequence must stay exact in a double
+MAX_DELAY_MS = 10 * 365 * 24 * 3600 * 1000
+MAX_ATTEMPTS = 1000
+MAX_TIMEOUT_MS = 7 * 24 * 3600 * 1000
+# Finished jobs kept when the user says nothing: bounded by default, never unbounded.
+DEFAULT_KEEP_COMPLETED = 1000
+DEFAULT_KEEP_FAILED = 5000
+
+BackoffType = Literal["fixed", "exponential", "custom"]
+
+_ALIASES = {
+    "jobId": "job_id",
+    "removeOnComplete": "remove_on_complete",
+    "removeOnFail": "remove_on_fail",
+}
+_FIELDS = (
+    "attempts",
+    "backoff",
+    "delay",
+    "priority",
+    "job_id",
+    "timeout",
+    "remove_on_complete",
+    "remove_on_fail",
+)
+
+
+def _int(name: str, value: Any, lo: int, hi: int) -> int:
+    # bool is an int subclass; ``attempts=True`` is a bug, not 1.
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"{name} must be an integer, got {value!r}")
+    if isinstance(value, float):
+        if not math.isfinite(value) or value != int(value):
+            raise ValueError(f"{name} must be an integer, got {value!r}")
+        value = int(value)
+    if not lo <= value <= hi:
+        raise ValueError(f"{name} must be between {lo} and {hi}, got {value}")
+    return int(value)
+
+
+@dataclass(frozen=True, slots=True)
+class Backoff:
+    """Delay between attempts: ``fixed`` (delay each time), ``exponential`` (delay * 2**(n-1))
+    or ``custom`` (the worker's ``backoff_strategy``). ``jitter`` in 0..1 spreads retries."""
+
+    type: BackoffType = "fixed"
+    delay: int = 0
+    jitter: float = 0.0
+
+    @classmethod
+    def parse(cls, value: Any) -> Backoff:
+        if isinstance(value, Backoff):
+            return value
+        if isinstance(value, bool):
+            raise ValueError(f"backoff must be a number of ms or an object, got {value!r}")
+        if isinstance(value, int | float):
+            return cls("fixed", _int("backoff", value, 0, MAX_DELAY_MS))
+        if not isinstance(value, Mapping):
+            raise ValueError(f"backoff must be a number of ms or an object, got {value!r}")
+        unknown = set(value) - {"type", "delay", "jitter"}
+        if unknown:
+            raise ValueError(f"backoff has unknown field(s): {', '.join(sorted(unknown))}")
+        kind = value.get("type", "fixed")
+        if kind not in ("fixed", "exponential", "custom"):
+            raise ValueError(f"backoff.type must be fixed, exponential or custom, got {kind!r}")
+        delay = _int("backoff.delay", value.get("delay", 0), 0, MAX_DELAY_MS)
+        jitter = value.get("jitter", 0.0)
+        if isinstance(jitter, bool) or not isinstance(jitter, int | float) or not 0 <= jitter <= 1:
+            raise ValueError(f"backoff.jitter must be a number between 0 and 1, got {jitter!r}")
+        return cls(kind, delay, float(jitter))
+
+    def delay_for(self, attempts_made: int, rand: float = 0.0) -> int:
+        """Delay in ms before the next try after ``attempts_made`` failed tries.
+
+        ``rand`` in [0, 1) feeds the jitter so callers (and tests) control randomness.
+        """
+        if self.type == "exponential":
+            base = self.delay * 2 ** max(attempts_made - 1, 0)
+        else:
+            base = self.delay
+        base = min(base, MAX_DELAY_MS)
+        return int(base * (1 - self.jitter * rand))
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"type": self.type, "delay": self.delay}
+        if self.jitter:
+            out["jitter"] = self.jitter
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class Retention:
+    """How many finished jobs to keep: at most ``count`` and none older than ``age_s``.
+
+    ``None`` for both keeps everything (only when the user asks for it)."""
+
+    count: int | None = None
+    age_s: int | None = None
+
+    @classmethod
+    def parse(cls, name: str, value: Any) -> Retention:
+        if isinstance(value, Retention):
+            return value
+        if value is True:
+            return cls(count=0)
+        if value is False:
+            return cls()
+        if isinstance(value, int | float):
+            return cls(count=_int(name, value, 0, 10**9))
+        if isinstance(value, Mapping):
+            unknown = set(value) - {"count", "age"}
+            if unknown:
+                raise ValueError(f"{name} has unknown field(s): {', '.join(sorted(unknown))}")
+            count = value.get("count")
+            age = value.get("age")
+            return cls(
+                count=None if count is None else _int(f"{name}.count", count, 0, 10**9),
+                age_s=None if age is None else _int(f"{name}.age", age, 0, 10 * 365 * 86400),
+            )
+        raise ValueError(f"{name} must be true, false, a count or {{age, count}}, got {value!r}")
+
+    def to_json(self) -> bool | int | dict[str, int]:
+        if self.count == 0 and self.age_s is None:
+            return True
+        if self.count is None and self.age_s is None:
+            return False
+        if self.age_s is None and self.count is not None:
+            return self.count
+        out: dict[str, int] = {}
+        if self.count is not None:
+            out["count"] = self.count
+        if self.age_s is not None:
+            out["age"] = self.age_s
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class JobOptions:
+    """Options of one job. Build with :meth:`parse`; the constructor does not validate."""
+
+    attempts: int = 1
+    backoff: Backoff | None = None
+    delay: int = 0
+    priority: int = 0
+    job_id: str | None = None
+    timeout: int | None = None
+    remove_on_complete: Retention = field(
+        default_factory=lambda: Retention(count=DEFAULT_KEEP_COMPLETED)
+    )
+    remove_on_fail: Retention = field(default_factory=lambda: Retention(count=DEFAULT_KEEP_FAILED))
+
+    @classmethod
+    def parse(
+        cls, value: Mapping[str, Any] | JobOptions | None = None, base: JobOptions | None = None
+    ) -> JobOptions:
+        """Validate an option mapping (snake_case or camelCase) on top of ``base`` defaults.
+
+        Raises ``ValueError`` naming the first unknown or invalid field.
+        """
+        base = base or cls()
+        if value is None:
+            return base
+        if isinstance(value, JobOptions):
+            return value
+        if not isinstance(value, Mapping):
+            raise ValueError(f"job options must be a mapping, got {type(value).__name__}")
+        changes: dict[str, Any] = {}
+        for raw_key, raw in value.items():
+            key = _ALIASES.get(raw_key, raw_key)
+            if key not in _FIELDS:
+                raise ValueError(f"unknown job option {raw_key!r}")
+            if key in changes:
+                raise ValueError(f"job option {key!r} given twice")
+            changes[key] = _parse_field(key, raw)
+        return replace(base, **changes)
+
+    def to_json(self) -> dict[str, Any]:
+        """Bull's camelCase shape, with only the fields that differ from the defaults."""
+        default = JobOptions()
+        out: dict[str, Any] = {}
+        if self.attempts != default.attempts:
+            out["attempts"] = self.attempts
+        if self.backoff is not None:
+            out["backoff"] = self.backoff.to_json()
+        if self.delay:
+            out["delay"] = self.delay
+        if self.priority:
+            out["priority"] = self.priority
+        if self.job_id is not None:
+            out["jobId"] = self.job_id
+        if self.timeout is not None:
+            out["timeout"] = self.timeout
+        if self.remove_on_complete != default.remove_on_complete:
+            out["removeOnComplete"] = self.remove_on_complete.to_json()
+        if self.remove_on_fail != default.remove_on_fail:
+            out["removeOnFail"] = self.remove_on_fail.to_json()
+        return out
+
+    @classmethod
+    def from_json(cls, stored: Mapping[str, Any]) -> JobOptions:
+        """Rebuild options stored by :meth:`to_json` (trusted: written by the engine)."""
+        return cls.parse(stored)
+
+
+def _parse_field(key: str, raw: Any) -> Any:
+    if key == "attempts":
+        return _int("attempts", raw, 1, MAX_ATTEMPTS)
+    if key == "backoff":
+        return None if raw is None else Backoff.parse(raw)
+    if key == "delay":
+        return _int("delay", raw, 0, MAX_DELAY_MS)
+    if key == "priority":
+        return _int("priority", raw, 0, MAX_PRIORITY)
+    if key == "job_id":
+        return None if raw is None else validate_job_id(raw if isinstance(raw, str) else str(raw))
+    if key == "timeout":
+        return None if raw is None else _int("timeout", raw, 1, MAX_TIMEOUT_MS)
+    return Retention.parse(key, raw)

@@ -1,0 +1,369 @@
+"""A queue: add jobs, read its state, and the admin operations on it.
+
+Public methods validate and log; the Redis work is one script call (or one pipeline)
+each, so every state change is atomic.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from .errors import JobNotFound, raise_for_code
+from .job import Job, JobState
+from .keys import QueueKeys, validate_queue_name
+from .options import JobOptions
+from .scripts import LuaScript
+from .store import Store
+
+logger = logging.getLogger("engine.queue")
+
+MAX_PAGE = 1000
+CLEAN_BATCH = 500
+DEFAULT_JOB_NAME = "__default__"
+MAX_JOB_NAME_LEN = 200
+
+
+@dataclass(frozen=True, slots=True)
+class QueueStats:
+    """Job counts of one queue, with exactly the seed's fields."""
+
+    name: str
+    waiting: int
+    active: int
+    completed: int
+    failed: int
+    delayed: int
+    paused: int
+    total: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "waiting": self.waiting,
+            "active": self.active,
+            "completed": self.completed,
+            "failed": self.failed,
+            "delayed": self.delayed,
+            "paused": self.paused,
+            "total": self.total,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class _Prepared:
+    name: str
+    data: Any
+    options: JobOptions
+    args: list[str | int]
+
+
+@dataclass(frozen=True, slots=True)
+class BulkJob:
+    """One entry of :meth:`Queue.add_bulk`."""
+
+    data: Any = None
+    opts: Mapping[str, Any] | JobOptions | None = None
+    name: str | None = None
+
+
+def _dumps(value: Any, what: str) -> str:
+    try:
+        return orjson.dumps(value).decode()
+    except TypeError as exc:
+        raise ValueError(f"{what} must be JSON-serialisable: {exc}") from None
+
+
+def _state(name: str | JobState) -> JobState:
+    try:
+        return JobState(name)
+    except ValueError:
+        allowed = ", ".join(s.value for s in JobState)
+        raise ValueError(f"state must be one of {allowed}, got {name!r}") from None
+
+
+class Queue:
+    """A named queue in Redis. Get one from :meth:`QueueManager.create_queue`."""
+
+    def __init__(
+        self, store: Store, name: str, default_job_options: JobOptions | None = None
+    ) -> None:
+        self.name = validate_queue_name(name)
+        self.store = store
+        self.keys: QueueKeys = store.keys(name)
+        self.default_job_options = default_job_options or JobOptions()
+
+    def __repr__(self) -> str:
+        return f"Queue({self.name!r})"
+
+    def _prepare(
+        self, data: Any, opts: Mapping[str, Any] | JobOptions | None, name: str | None
+    ) -> _Prepared:
+        options = JobOptions.parse(opts, self.default_job_options)
+        job_name = DEFAULT_JOB_NAME if name is None else name
+        if not isinstance(job_name, str) or not job_name or len(job_name) > MAX_JOB_NAME_LEN:
+            raise ValueError(f"job name must be 1-{MAX_JOB_NAME_LEN} characters")
+        args: list[str | int] = [
+            self.keys.job_prefix,
+            options.job_id or "",
+            job_name,
+            _dumps(data, "job data"),
+            _dumps(options.to_json(), "job options"),
+            options.delay,
+            options.priority,
+            self.store.max_events,
+        ]
+        return _Prepared(job_name, data, options, args)
+
+    def _add_keys(self) -> list[str]:
+        k = self.keys
+        return [k.meta, k.wait, k.delayed, k.events, k.marker]
+
+    def _added(self, result: Sequence[Any], p: _Prepared) -> Job:
+        job_id, now = str(result[0]), int(result[2])
+        logger.info("Job %s added to queue %s", job_id, self.name)
+        return Job(
+            id=job_id,
+            queue=self.name,
+            name=p.name,
+            data=p.data,
+            opts=p.options,
+            timestamp=now,
+            state=JobState.DELAYED if p.options.delay else JobState.WAITING,
+        )
+
+    async def _existing(self, job_id: str) -> Job:
+        logger.info("Job %s already exists in queue %s; not added again", job_id, self.name)
+        job = await self.get_job(job_id)
+        if job is None:  # removed in the instant between the add and this read
+            raise JobNotFound(f"job {job_id} existed but was removed meanwhile")
+        return job
+
+    async def add(
+        self,
+        data: Any = None,
+        opts: Mapping[str, Any] | JobOptions | None = None,
+        *,
+        name: str | None = None,
+    ) -> Job:
+        """Add one job. A fixed ``job_id`` that exists already returns the existing job and
+        adds nothing. Raises ``ValueError`` naming a bad option or non-JSON data."""
+        prepared = self._prepare(data, opts, name)
+        result = await self.store.scripts.add_job(self._add_keys(), prepared.args)
+        if not int(result[1]):
+            return await self._existing(str(result[0]))
+        return self._added(result, prepared)
+
+    async def add_bulk(self, jobs: Iterable[BulkJob | Mapping[str, Any]]) -> list[Job]:
+        """Add many jobs in one pipelined round trip. Everything is validated before
+        anything is written, so one bad entry adds nothing."""
+        prepared: list[_Prepared] = []
+        for i, entry in enumerate(jobs):
+            if isinstance(entry, Mapping):
+                unknown = set(entry) - {"data", "opts", "name"}
+                if unknown:
+                    raise ValueError(
+                        f"jobs[{i}] has unknown field(s): {', '.join(sorted(unknown))}"
+                    )
+                entry = BulkJob(entry.get("data"), entry.get("opts"), entry.get("name"))
+            try:
+                prepared.append(self._prepare(entry.data, entry.opts, entry.name))
+            except ValueError as exc:
+                raise ValueError(f"jobs[{i}]: {exc}") from None
+        if not prepared:
+            return []
+        keys = self._add_keys()
+        async with self.store.client.pipeline(transaction=False) as pipe:
+            for p in prepared:
+                self.store.scripts.add_job(keys, p.args, client=pipe)
+            results = await pipe.execute()
+        return [
+            self._added(r, p) if int(r[1]) else await self._existing(str(r[0]))
+            for r, p in zip(results, prepared, strict=True)
+        ]
+
+    async def get_stats(self) -> QueueStats:
+        """Counts per state, O(1) in Redis (a few ZCARDs in one round trip)."""
+        async with self.store.client.pipeline(transaction=False) as pipe:
+            self._queue_stats(pipe)
+            results = await pipe.execute()
+        return self._stats_from(results)
+
+    def _queue_stats(self, pipe: Any) -> None:
+        k = self.keys
+        for key in (k.wait, k.active, k.completed, k.failed, k.delayed):
+            pipe.zcard(key)
+        pipe.hexists(k.meta, "paused")
+
+    def _stats_from(self, results: Sequence[Any]) -> QueueStats:
+        wait, active, completed, failed, delayed, paused_flag = (int(r) for r in results)
+        # As in Bull: while a queue is paused its waiting jobs are counted as `paused`.
+        waiting, paused = (0, wait) if paused_flag else (wait, 0)
+        return QueueStats(
+            name=self.name,
+            waiting=waiting,
+            active=active,
+            completed=completed,
+            failed=failed,
+            delayed=delayed,
+            paused=paused,
+            total=wait + active + completed + failed + delayed,
+        )
+
+    async def is_paused(self) -> bool:
+        return bool(await self.store.client.hexists(self.keys.meta, "paused"))
+
+    def _state_key(self, state: JobState) -> str:
+        k = self.keys
+        return {
+            JobState.WAITING: k.wait,
+            JobState.ACTIVE: k.active,
+            JobState.DELAYED: k.delayed,
+            JobState.COMPLETED: k.completed,
+            JobState.FAILED: k.failed,
+        }[state]
+
+    async def get_jobs(self, state: str | JobState, start: int = 0, end: int = 9) -> list[Job]:
+        """Jobs in ``state`` from index ``start`` to ``end`` inclusive (finished jobs newest
+        first, others in processing order). At most ``MAX_PAGE`` per call."""
+        job_state = _state(state)
+        for label, value in (("start", start), ("end", end)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"{label} must be a non-negative integer, got {value!r}")
+        if end < start:
+            raise ValueError(f"end ({end}) must not be less than start ({start})")
+        if end - start + 1 > MAX_PAGE:
+            raise ValueError(f"range too large: at most {MAX_PAGE} jobs per call")
+        client = self.store.client
+        key = self._state_key(job_state)
+        newest_first = job_state in (JobState.COMPLETED, JobState.FAILED)
+        ids = await client.zrange(key, start, end, desc=newest_first)
+        if not ids:
+            return []
+        async with client.pipeline(transaction=False) as pipe:
+            for job_id in ids:
+                pipe.hgetall(self.keys.job(job_id))
+            hashes = await pipe.execute()
+        # A job may finish or be cleaned between the two reads; skip what vanished.
+        return [
+            Job.from_hash(self.name, job_id, h, job_state)
+            for job_id, h in zip(ids, hashes, strict=True)
+            if h
+        ]
+
+    async def get_job(self, job_id: str) -> Job | None:
+        """One job with its current state, or ``None``."""
+        job_id = str(job_id)
+        async with self.store.client.pipeline(transaction=True) as pipe:
+            pipe.hgetall(self.keys.job(job_id))
+            for state in JobState:
+                pipe.zscore(self._state_key(state), job_id)
+            h, *scores = await pipe.execute()
+        if not h:
+            return None
+        found = [s for s, score in zip(JobState, scores, strict=True) if score is not None]
+        return Job.from_hash(self.name, job_id, h, found[0] if found else None)
+
+    async def get_job_logs(self, job_id: str, start: int = 0, end: int = 99) -> list[str]:
+        """Log lines a processor wrote with ``job.log``, oldest first."""
+        return list(await self.store.client.lrange(self.keys.logs(str(job_id)), start, end))
+
+    async def pause(self, actor: str = "") -> bool:
+        """Pause for every instance: once this returns no worker starts a new job.
+        Returns False if it was already paused."""
+        k = self.keys
+        changed = await self.store.scripts.pause_queue(
+            [k.meta, k.events, k.marker], ["1", actor, self.store.max_events]
+        )
+        logger.info("Queue %s paused%s", self.name, f" by {actor}" if actor else "")
+        return bool(changed)
+
+    async def resume(self, actor: str = "") -> bool:
+        """Resume for every instance; blocked workers wake at once."""
+        k = self.keys
+        changed = await self.store.scripts.pause_queue(
+            [k.meta, k.events, k.marker], ["0", actor, self.store.max_events]
+        )
+        logger.info("Queue %s resumed%s", self.name, f" by {actor}" if actor else "")
+        return bool(changed)
+
+    async def clean(self, state: str | JobState, grace_ms: int, actor: str = "") -> int:
+        """Remove ``completed`` or ``failed`` jobs finished more than ``grace_ms`` ago, in
+        bounded batches. Returns how many were removed."""
+        job_state = _state(state)
+        if job_state not in (JobState.COMPLETED, JobState.FAILED):
+            raise ValueError(f"only completed or failed jobs can be cleaned, not {state!r}")
+        if isinstance(grace_ms, bool) or not isinstance(grace_ms, int) or grace_ms < 0:
+            raise ValueError(f"grace_ms must be a non-negative integer, got {grace_ms!r}")
+        keys = [self._state_key(job_state), self.keys.events]
+        removed = 0
+        while True:
+            n = int(
+                await self.store.scripts.clean_jobs(
+                    keys,
+                    [
+                        self.keys.job_prefix,
+                        grace_ms,
+                        CLEAN_BATCH,
+                        job_state.value,
+                        actor,
+                        self.store.max_events,
+                    ],
+                )
+            )
+            removed += n
+            if n < CLEAN_BATCH:
+                break
+        logger.info("Cleaned %d %s jobs from queue %s", removed, job_state.value, self.name)
+        return removed
+
+    async def _job_admin(self, script: LuaScript, keys: list[str], job_id: str, actor: str) -> None:
+        code = int(
+            await script(keys, [self.keys.job_prefix, str(job_id), actor, self.store.max_events])
+        )
+        raise_for_code(code, job_id=str(job_id), action=script.name.replace("_", " "))
+
+    async def retry_job(self, job_id: str, actor: str = "") -> None:
+        """Move a failed job back to waiting with its attempts reset."""
+        k = self.keys
+        await self._job_admin(
+            self.store.scripts.retry_job,
+            [k.meta, k.failed, k.wait, k.events, k.marker],
+            job_id,
+            actor,
+        )
+        logger.info("Job %s of queue %s retried", job_id, self.name)
+
+    async def promote_job(self, job_id: str, actor: str = "") -> None:
+        """Move a delayed job to waiting now."""
+        k = self.keys
+        await self._job_admin(
+            self.store.scripts.promote_job,
+            [k.meta, k.delayed, k.wait, k.events, k.marker],
+            job_id,
+            actor,
+        )
+        logger.info("Job %s of queue %s promoted", job_id, self.name)
+
+    async def remove_job(self, job_id: str, actor: str = "") -> None:
+        """Delete a job that is not active."""
+        k = self.keys
+        await self._job_admin(
+            self.store.scripts.remove_job,
+            [k.wait, k.delayed, k.completed, k.failed, k.active, k.events],
+            job_id,
+            actor,
+        )
+        logger.info("Job %s removed from queue %s", job_id, self.name)
+
+    async def events(self, count: int = 100) -> list[dict[str, str]]:
+        """The newest ``count`` lifecycle events, newest first, each with its ``ts`` (ms)."""
+        entries = await self.store.client.xrevrange(self.keys.events, count=min(count, MAX_PAGE))
+        return [{"id": eid, "ts": eid.split("-")[0], **fields} for eid, fields in entries]
+
+
+__all__ = ["MAX_PAGE", "BulkJob", "JobNotFound", "Queue", "QueueStats"]
