@@ -179,7 +179,7 @@ class Queue:
         keys = self._add_keys()
         async with self.store.client.pipeline(transaction=False) as pipe:
             for p in prepared:
-                self.store.scripts.add_job(keys, p.args, client=pipe)
+                await self.store.scripts.add_job(keys, p.args, client=pipe)
             results = await pipe.execute()
         return [
             self._added(r, p) if int(r[1]) else await self._existing(str(r[0]))

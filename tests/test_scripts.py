@@ -1,0 +1,105 @@
+"""The Lua loader: naming, headers, key counts, NOSCRIPT recovery, pipelines, one slot."""
+
+import re
+from importlib import resources
+
+import pytest
+
+from engine.scripts import SOURCES, LuaScript, Scripts
+from tests.helpers import crc16_slot
+
+
+def test_every_lua_file_is_loaded_as_an_attribute_of_scripts(client):
+    scripts = Scripts(client)
+    loaded = {v.name for v in vars(scripts).values() if isinstance(v, LuaScript)}
+    files = {
+        p.name.split("-")[0]
+        for p in resources.files("engine").joinpath("lua").iterdir()
+        if p.name.endswith(".lua")
+    }
+    assert loaded == files == set(SOURCES)
+
+
+@pytest.mark.parametrize("name", sorted(SOURCES))
+def test_every_script_has_a_header_naming_each_key_and_returns(name):
+    num_keys, source = SOURCES[name]
+    header = source.split("]]", 1)[0]
+    assert header.startswith("--[[")
+    declared = sorted(int(n) for n in re.findall(r"KEYS\[(\d+)\]", header))
+    assert declared == list(range(1, num_keys + 1)), f"{name}: header KEYS vs file suffix"
+    assert "ARGV[1]" in header or "ARGV" not in source
+    assert "Returns" in header
+    body = source.split("]]", 1)[1]
+    used = {int(n) for n in re.findall(r"KEYS\[(\d+)\]", body)}
+    assert max(used, default=0) <= num_keys
+
+
+async def test_wrong_key_count_is_refused_before_reaching_redis(client):
+    scripts = Scripts(client)
+    with pytest.raises(ValueError, match="add_job takes 5 keys, 2 were given"):
+        await scripts.add_job(["a", "b"], [])
+
+
+async def test_scripts_recover_after_script_flush_and_run_in_pipelines(client, prefix):
+    scripts = Scripts(client)
+    keys = [f"{prefix}:{{q}}:meta", f"{prefix}:{{q}}:events", f"{prefix}:{{q}}:marker"]
+    assert await scripts.pause_queue(keys, ["1", "", 100]) == 1
+    await client.script_flush()
+    assert await scripts.pause_queue(keys, ["0", "", 100]) == 1
+    await client.script_flush()
+    async with client.pipeline(transaction=False) as pipe:
+        await scripts.pause_queue(keys, ["1", "", 100], client=pipe)
+        await scripts.pause_queue(keys, ["1", "", 100], client=pipe)
+        assert await pipe.execute() == [1, 0]
+
+
+async def test_every_key_a_queue_operation_touches_hashes_to_the_queue_slot(
+    manager, client, prefix, monkeypatch
+):
+    """Record the KEYS of every script call (and the job key prefix in ARGV) during a full
+    tour of the admin API, then check that each call stays in one Cluster slot."""
+    calls: list[tuple[str, list[str]]] = []
+    original = LuaScript.__call__
+
+    def spy(self, keys, args=(), client=None):
+        touched = list(keys) + [a for a in args if isinstance(a, str) and a.startswith(prefix)]
+        calls.append((self.name, touched))
+        return original(self, keys, args, client)
+
+    monkeypatch.setattr(LuaScript, "__call__", spy)
+    q = manager.create_queue("slot-check")
+    job = await q.add({}, {"jobId": "fixed-a"})
+    delayed = await q.add({}, {"delay": 100000})
+    await q.add_bulk([{"data": 1}, {"data": 2}])
+    await q.pause()
+    await q.resume()
+    await q.promote_job(delayed.id)
+    await q.remove_job(job.id)
+    await client.zadd(q.keys.failed, {delayed.id: 1})
+    await client.zrem(q.keys.wait, delayed.id)
+    await q.retry_job(delayed.id)
+    await q.clean("completed", 0)
+    assert {name for name, _ in calls} >= {
+        "add_job",
+        "pause_queue",
+        "promote_job",
+        "remove_job",
+        "retry_job",
+        "clean_jobs",
+    }
+    slot = crc16_slot(q.keys.base)
+    for name, touched in calls:
+        assert {crc16_slot(k) for k in touched} == {slot}, name
+    # And every key that now exists under the prefix (built in Lua or Python) too.
+    for key in await client.keys(f"{prefix}:{{slot-check}}*"):
+        assert crc16_slot(key) == slot, key
+
+
+def test_crc16_slot_matches_redis_cluster_reference_values():
+    # Reference values from the Redis Cluster specification / CLUSTER KEYSLOT.
+    assert crc16_slot("123456789") == 12739
+    assert crc16_slot("foo") == 12182
+    assert crc16_slot("{user1000}.following") == crc16_slot("{user1000}.followers")
+    # An empty first tag means the whole key is hashed; the first non-empty tag wins.
+    assert crc16_slot("foo{}{bar}") != crc16_slot("bar")
+    assert crc16_slot("foo{{bar}}zap") == crc16_slot("{bar")
