@@ -11,6 +11,9 @@ import orjson
 
 from .options import JobOptions
 
+# Stored only when a job has another name: most jobs do not, and every byte counts.
+DEFAULT_JOB_NAME = "__default__"
+
 
 class JobState(StrEnum):
     """The set a job is in; a job is in exactly one at a time."""
@@ -58,7 +61,7 @@ class Job:
         return cls(
             id=job_id,
             queue=queue,
-            name=h.get("name", ""),
+            name=h.get("name", DEFAULT_JOB_NAME),
             data=_json(h.get("data")),
             opts=JobOptions.from_json(_json(h.get("opts"), {})),
             timestamp=int(h.get("ts", 0)),

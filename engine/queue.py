@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 
 from .errors import JobNotFound, raise_for_code
-from .job import Job, JobState
+from .job import DEFAULT_JOB_NAME, Job, JobState
 from .keys import QueueKeys, validate_queue_name
 from .options import JobOptions
 from .scripts import LuaScript
@@ -24,7 +24,6 @@ logger = logging.getLogger("engine.queue")
 
 MAX_PAGE = 1000
 CLEAN_BATCH = 500
-DEFAULT_JOB_NAME = "__default__"
 MAX_JOB_NAME_LEN = 200
 
 

@@ -36,10 +36,22 @@ if fixedId == "" then
 end
 
 local jobKey = jobPrefix .. jobId
-redis.call("HSET", jobKey, "name", name, "data", data, "opts", opts, "ts", now, "atm", 0)
-if priority > 0 then
-  redis.call("HSET", jobKey, "pri", priority)
+-- Defaults are left out (no `name` for the default name, no `opts` for "{}", `atm` absent
+-- means 0): every byte of a waiting job is multiplied by the queue length.
+local fields = {"data", data, "ts", now}
+if name ~= "__default__" then
+  fields[#fields + 1] = "name"
+  fields[#fields + 1] = name
 end
+if opts ~= "{}" then
+  fields[#fields + 1] = "opts"
+  fields[#fields + 1] = opts
+end
+if priority > 0 then
+  fields[#fields + 1] = "pri"
+  fields[#fields + 1] = priority
+end
+redis.call("HSET", jobKey, unpack(fields))
 
 if delay > 0 then
   local due = now + delay
