@@ -17,7 +17,7 @@ from .errors import JobNotFound, raise_for_code
 from .job import DEFAULT_JOB_NAME, Job, JobState
 from .keys import QueueKeys, validate_queue_name
 from .options import JobOptions
-from .scripts import LuaScript
+from .scripts import LuaScript, execute
 from .store import Store
 
 logger = logging.getLogger("engine.queue")
@@ -179,7 +179,7 @@ class Queue:
         async with self.store.client.pipeline(transaction=False) as pipe:
             for p in prepared:
                 await self.store.scripts.add_job(keys, p.args, client=pipe)
-            results = await pipe.execute()
+            results = await execute(pipe)
         return [
             self._added(r, p) if int(r[1]) else await self._existing(str(r[0]))
             for r, p in zip(results, prepared, strict=True)

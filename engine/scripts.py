@@ -1,21 +1,30 @@
 """Load the Lua scripts in ``engine/lua/`` and call them with checked key counts.
 
-Each file is ``verb_object-N.lua`` where N is its number of KEYS. Scripts are registered
-once per client (redis-py handles EVALSHA and the NOSCRIPT fallback, also inside a
-pipeline), and every call checks that it passes exactly N keys.
+Each file is ``verb_object-N.lua`` where N is its number of KEYS; every call checks that
+it passes exactly N keys.
+
+Calls go out as EVALSHA; a script missing from the server (restart, failover, SCRIPT
+FLUSH) is re-sent with EVAL, which also caches it again. Inside a pipeline
+(``await script(keys, args, client=pipe)``), run the pipeline with :func:`execute` rather
+than ``pipe.execute()``: it retries only the calls that came back NOSCRIPT and so never
+needs redis-py's extra SCRIPT EXISTS round trip per pipeline, and it works on Redis
+Cluster, where redis-py refuses pipelined ``evalsha``.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
 
-from redis.commands.core import AsyncScript
+from redis.exceptions import NoScriptError
 
 _FILENAME = re.compile(r"^(?P<name>[a-z_]+)-(?P<keys>\d+)\.lua$")
+# Where a pipeline remembers which of its commands were script calls (for NOSCRIPT retry).
+_QUEUED = "_engine_script_calls"
 
 EncodableArg = str | int | float | bytes
 
@@ -33,13 +42,23 @@ def _sources() -> dict[str, tuple[int, str]]:
 SOURCES = _sources()
 
 
+async def _queued() -> None:
+    return None
+
+
 @dataclass(slots=True)
 class LuaScript:
-    """One registered script; call it with ``keys``, ``args`` and optionally a pipeline."""
+    """One script bound to a client; call it with ``keys``, ``args`` and optionally a
+    pipeline (then await :func:`execute` on that pipeline for the result)."""
 
     name: str
     num_keys: int
-    script: AsyncScript
+    source: str
+    client: Any
+    sha: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.sha = hashlib.sha1(self.source.encode()).hexdigest()
 
     def __call__(
         self, keys: Sequence[str], args: Sequence[EncodableArg] = (), client: Any = None
@@ -48,7 +67,39 @@ class LuaScript:
             raise ValueError(
                 f"script {self.name} takes {self.num_keys} keys, {len(keys)} were given"
             )
-        return self.script(keys=list(keys), args=list(args), client=client)
+        if client is None:
+            return self._run(keys, args)
+        queued: dict[int, tuple[LuaScript, Sequence[str], Sequence[EncodableArg]]]
+        queued = client.__dict__.setdefault(_QUEUED, {})
+        queued[len(client)] = (self, keys, args)
+        client.execute_command("EVALSHA", self.sha, self.num_keys, *keys, *args)
+        return _queued()
+
+    async def _run(self, keys: Sequence[str], args: Sequence[EncodableArg]) -> Any:
+        try:
+            return await self.client.evalsha(self.sha, self.num_keys, *keys, *args)
+        except NoScriptError:
+            return await self.client.eval(self.source, self.num_keys, *keys, *args)
+
+
+async def execute(pipe: Any) -> list[Any]:
+    """Run a pipeline holding script calls; re-send the ones that came back NOSCRIPT.
+
+    Results keep their indices, but re-sent calls take effect after the rest of the
+    pipeline: NOSCRIPT only follows a restart, failover or flush, and no engine pipeline
+    relies on the order of effects between its commands. Raises the first error of any
+    command, after every command has run.
+    """
+    results: list[Any] = list(await pipe.execute(raise_on_error=False))
+    queued = pipe.__dict__.pop(_QUEUED, {})
+    for index, result in enumerate(results):
+        if isinstance(result, NoScriptError) and index in queued:
+            script, keys, args = queued[index]
+            results[index] = await script._run(keys, args)
+    for result in results:
+        if isinstance(result, Exception):
+            raise result
+    return results
 
 
 class Scripts:
@@ -62,7 +113,20 @@ class Scripts:
         self.retry_job = self._load("retry_job")
         self.promote_job = self._load("promote_job")
         self.remove_job = self._load("remove_job")
+        self.acquire_lease = self._load("acquire_lease")
+        self.renew_lease = self._load("renew_lease")
+        self.release_lease = self._load("release_lease")
+        self.upsert_schedule = self._load("upsert_schedule")
+        self.fire_schedule = self._load("fire_schedule")
+        self.move_to_active = self._load("move_to_active")
+        self.complete_job = self._load("complete_job")
+        self.fail_job = self._load("fail_job")
+        self.extend_leases = self._load("extend_leases")
+        self.recover_stalled = self._load("recover_stalled")
+        self.release_jobs = self._load("release_jobs")
+        self.update_progress = self._load("update_progress")
+        self.add_log = self._load("add_log")
 
     def _load(self, name: str) -> LuaScript:
         num_keys, source = SOURCES[name]
-        return LuaScript(name, num_keys, self._client.register_script(source))
+        return LuaScript(name, num_keys, source, self._client)

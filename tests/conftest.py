@@ -14,7 +14,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from engine import QueueManager
-from engine.redis_server import RedisServer, redis_server_binary
+from engine.redis_server import RedisCluster, RedisServer, redis_server_binary
 
 
 @pytest.fixture(scope="session")
@@ -57,3 +57,11 @@ async def manager(redis_server: RedisServer, prefix: str) -> AsyncIterator[Queue
     m = QueueManager(redis_server.url, prefix=prefix)
     yield m
     await m.close_all()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[RedisCluster]:
+    """A private 3-master Redis Cluster, shared by the session's cluster tests."""
+    cluster = RedisCluster(3).start()
+    yield cluster
+    cluster.cleanup()

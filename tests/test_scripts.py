@@ -5,7 +5,7 @@ from importlib import resources
 
 import pytest
 
-from engine.scripts import SOURCES, LuaScript, Scripts
+from engine.scripts import SOURCES, LuaScript, Scripts, execute
 from tests.helpers import crc16_slot
 
 
@@ -49,8 +49,17 @@ async def test_scripts_recover_after_script_flush_and_run_in_pipelines(client, p
     await client.script_flush()
     async with client.pipeline(transaction=False) as pipe:
         await scripts.pause_queue(keys, ["1", "", 100], client=pipe)
+        pipe.ping()
         await scripts.pause_queue(keys, ["1", "", 100], client=pipe)
-        assert await pipe.execute() == [1, 0]
+        # Each call's result stays at its own index (the re-sent calls run last).
+        assert await execute(pipe) == [1, True, 0]
+    # Once cached again, a pipeline costs one round trip: no SCRIPT EXISTS before it.
+    before = (await client.info("commandstats")).get("cmdstat_script", {}).get("calls", 0)
+    async with client.pipeline(transaction=False) as pipe:
+        await scripts.pause_queue(keys, ["0", "", 100], client=pipe)
+        assert await execute(pipe) == [1]
+    after = (await client.info("commandstats")).get("cmdstat_script", {}).get("calls", 0)
+    assert before == after
 
 
 async def test_every_key_a_queue_operation_touches_hashes_to_the_queue_slot(
