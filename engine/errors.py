@@ -21,6 +21,10 @@ class LeaseLost(EngineError):
     """The caller's lease on a job (or the leader lease) is no longer valid."""
 
 
+class ScheduleNotFound(EngineError, LookupError):
+    """No schedule with that name in that queue."""
+
+
 class InvalidJobState(EngineError):
     """The job is not in a state that allows the requested operation."""
 
@@ -40,6 +44,8 @@ class ErrorCode(IntEnum):
     LEASE_LOST = -2
     NOT_IN_STATE = -3
     NOT_LEADER = -4
+    SCHEDULE_CHANGED = -5
+    NOT_DUE = -6
 
 
 def raise_for_code(code: int, *, job_id: str = "", action: str = "") -> None:
@@ -56,5 +62,9 @@ def raise_for_code(code: int, *, job_id: str = "", action: str = "") -> None:
             raise InvalidJobState(f"{action or 'operation'} refused: {what} is not in that state")
         case ErrorCode.NOT_LEADER:
             raise LeaseLost(f"{action or 'fire'} refused: not the current leader")
+        case ErrorCode.SCHEDULE_CHANGED:
+            raise EngineError(f"{action or 'fire'} refused: the schedule changed meanwhile")
+        case ErrorCode.NOT_DUE:
+            raise EngineError(f"{action or 'fire'} refused: the tick is not due yet")
         case _:
             raise EngineError(f"unexpected script code {code} for {what}")

@@ -123,6 +123,10 @@ class QueueKeys:
     def schedule(self, name: str) -> str:
         return self._k(f"schedule:{name}")
 
+    def schedule_ledger(self, name: str) -> str:
+        """Capped stream of a schedule's fired and missed ticks (outlives job clean-up)."""
+        return self._k(f"schedule:{name}:ledger")
+
     def watermark(self, name: str) -> str:
         """A processor-owned key (e.g. the demo sync watermark)."""
         return self._k(f"watermark:{name}")

@@ -1,0 +1,51 @@
+--[[
+  Create or replace a schedule, idempotently: the same definition (same fingerprint) is a
+  no-op, so N instances registering together leave exactly one schedule. A changed
+  definition replaces the old one and its next fire time; the old fingerprint and next
+  time no longer match, so a fire computed from the old definition is refused.
+
+  KEYS[1] schedules   zset: schedule name -> next fire ms (+inf: paused or ended)
+  KEYS[2] schedule    hash: `def` (JSON), `fp`, `next`, `jobName`, `data`, `opts`, `pri`,
+                      `overlap`, `created`, `updated`, and (written by fires) `last`,
+                      `lastJob`, `lastFiredAt`, `fired`, `missed`; `paused` when paused
+  KEYS[3] events      stream
+
+  ARGV[1] schedule name
+  ARGV[2] fingerprint of the whole definition
+  ARGV[3] definition (JSON)
+  ARGV[4] job name
+  ARGV[5] job data (JSON)
+  ARGV[6] job options (JSON)
+  ARGV[7] priority (0 = none)
+  ARGV[8] overlap policy ("allow" / "skip")
+  ARGV[9] next fire ms, or "" when the schedule never fires again
+  ARGV[10] events stream max length (approximate)
+
+  Returns {0, next} unchanged, {1, next} created, {2, next} replaced
+]]
+local schedulesKey, scheduleKey, eventsKey = KEYS[1], KEYS[2], KEYS[3]
+local name, fingerprint, def, jobName, data = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+local opts, priority, overlap, nextFire, maxEvents = ARGV[6], ARGV[7], ARGV[8], ARGV[9], ARGV[10]
+
+local t = redis.call("TIME")
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+
+local current = redis.call("HMGET", scheduleKey, "fp", "next", "paused")
+if current[1] == fingerprint then
+  return {0, current[2] or ""}
+end
+local result = current[1] and 2 or 1
+redis.call("HSET", scheduleKey, "def", def, "fp", fingerprint, "jobName", jobName, "data", data,
+  "opts", opts, "pri", priority, "overlap", overlap, "next", nextFire, "updated", now)
+if result == 1 then
+  redis.call("HSET", scheduleKey, "created", now)
+end
+if nextFire == "" or current[3] then
+  -- Ended or paused: listed, never due.
+  redis.call("ZADD", schedulesKey, "+inf", name)
+else
+  redis.call("ZADD", schedulesKey, nextFire, name)
+end
+redis.call("XADD", eventsKey, "MAXLEN", "~", maxEvents, "*", "event", "schedule",
+  "schedule", name, "action", result == 1 and "created" or "updated", "next", nextFire)
+return {result, nextFire}
