@@ -98,6 +98,11 @@ class QueueKeys:
         return self._k("limiter")
 
     @property
+    def stalled_check(self) -> str:
+        """Guard so one instance per interval runs stalled recovery."""
+        return self._k("stalled-check")
+
+    @property
     def schedules(self) -> str:
         return self._k("schedules")
 

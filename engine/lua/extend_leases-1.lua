@@ -1,0 +1,29 @@
+--[[
+  Renew the leases of all the jobs one worker runs, in one call. A lease is renewed only
+  if the job is still active under the caller's token; the others are reported lost.
+
+  KEYS[1] active    zset: score = lease deadline (ms)
+
+  ARGV[1] job key prefix
+  ARGV[2] lease duration (ms)
+  ARGV[3..] pairs: job id, lease token
+
+  Returns the ids whose lease is lost
+]]
+local activeKey = KEYS[1]
+local jobPrefix, leaseMs = ARGV[1], tonumber(ARGV[2])
+
+local t = redis.call("TIME")
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+
+local lost = {}
+for i = 3, #ARGV, 2 do
+  local jobId, token = ARGV[i], ARGV[i + 1]
+  if redis.call("HGET", jobPrefix .. jobId, "tok") == token
+      and redis.call("ZSCORE", activeKey, jobId) then
+    redis.call("ZADD", activeKey, "XX", now + leaseMs, jobId)
+  else
+    lost[#lost + 1] = jobId
+  end
+end
+return lost

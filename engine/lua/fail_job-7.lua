@@ -1,0 +1,99 @@
+--[[
+  Finish an attempt with an error: record the reason and stack trace, then retry the job
+  (`delayed` when the retry delay is positive, `wait` when it is 0) or fail it for good
+  (`failed`, then the job's retention, bounded). Refused unless the caller holds the lease.
+  The retry delay (backoff with jitter) is computed by the caller.
+
+  KEYS[1] active    zset
+  KEYS[2] wait      zset
+  KEYS[3] delayed   zset
+  KEYS[4] failed    zset: score = finish time (ms)
+  KEYS[5] meta      hash: `seq` counter
+  KEYS[6] events    stream
+  KEYS[7] marker    zset: wakes a worker for the retry
+
+  ARGV[1] job key prefix
+  ARGV[2] job id
+  ARGV[3] lease token of the attempt
+  ARGV[4] failed reason
+  ARGV[5] stack trace ("" = none)
+  ARGV[6] most stack traces kept per job
+  ARGV[7] retry delay (ms): -1 = no retry (final), 0 = retry now, > 0 = retry after it
+  ARGV[8] retention: keep at most this many failed jobs (-1 = no count limit)
+  ARGV[9] retention: drop failed jobs older than this (ms, -1 = no age limit)
+  ARGV[10] events stream max length
+  ARGV[11] most jobs removed by retention per call
+
+  Returns {now, 1 if retried else 0, attempts made}; 0 when this token already finished the
+  job (a retried call); -2 when the lease is lost
+]]
+local activeKey, waitKey, delayedKey, failedKey = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local metaKey, eventsKey, markerKey = KEYS[5], KEYS[6], KEYS[7]
+local jobPrefix, jobId, token, reason, stack = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+local maxStack, retryDelay = tonumber(ARGV[6]), tonumber(ARGV[7])
+local keepCount, keepAgeMs, maxEvents = tonumber(ARGV[8]), tonumber(ARGV[9]), ARGV[10]
+local batch = tonumber(ARGV[11])
+
+local jobKey = jobPrefix .. jobId
+if redis.call("HGET", jobKey, "tok") ~= token then
+  return -2
+end
+if not redis.call("ZSCORE", activeKey, jobId) then
+  return 0
+end
+
+local t = redis.call("TIME")
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+
+redis.call("ZREM", activeKey, jobId)
+local attempts = redis.call("HINCRBY", jobKey, "atm", 1)
+redis.call("HSET", jobKey, "fr", reason)
+if stack ~= "" then
+  local traces = cjson.decode(redis.call("HGET", jobKey, "st") or "[]")
+  traces[#traces + 1] = stack
+  while #traces > maxStack do
+    table.remove(traces, 1)
+  end
+  redis.call("HSET", jobKey, "st", cjson.encode(traces))
+end
+
+if retryDelay == 0 then
+  local seq = redis.call("HINCRBY", metaKey, "seq", 1)
+  local priority = tonumber(redis.call("HGET", jobKey, "pri") or "0")
+  redis.call("ZADD", waitKey, priority * 4294967296 + (seq % 4294967296), jobId)
+  redis.call("ZADD", markerKey, 0, "w")
+  redis.call("XADD", eventsKey, "MAXLEN", "~", maxEvents, "*", "event", "retrying", "jobId", jobId,
+    "attemptsMade", attempts, "delay", 0, "failedReason", reason)
+  return {now, 1, attempts}
+elseif retryDelay > 0 then
+  local due = now + retryDelay
+  redis.call("ZADD", delayedKey, due, jobId)
+  redis.call("ZADD", markerKey, "LT", due, "d")
+  redis.call("XADD", eventsKey, "MAXLEN", "~", maxEvents, "*", "event", "retrying", "jobId", jobId,
+    "attemptsMade", attempts, "delay", retryDelay, "due", due, "failedReason", reason)
+  return {now, 1, attempts}
+end
+
+redis.call("HSET", jobKey, "fon", now)
+redis.call("ZADD", failedKey, now, jobId)
+redis.call("XADD", eventsKey, "MAXLEN", "~", maxEvents, "*", "event", "failed", "jobId", jobId,
+  "attemptsMade", attempts, "failedReason", reason)
+
+local function drop(ids)
+  for _, id in ipairs(ids) do
+    redis.call("DEL", jobPrefix .. id, jobPrefix .. id .. ":logs")
+  end
+  if #ids > 0 then
+    redis.call("ZREM", failedKey, unpack(ids))
+  end
+end
+if keepAgeMs >= 0 then
+  drop(redis.call("ZRANGEBYSCORE", failedKey, "-inf", "(" .. (now - keepAgeMs), "LIMIT", 0, batch))
+end
+if keepCount >= 0 then
+  local excess = redis.call("ZCARD", failedKey) - keepCount
+  if excess > 0 then
+    drop(redis.call("ZRANGE", failedKey, 0, math.min(excess, batch) - 1))
+  end
+end
+return {now, 0, attempts}

@@ -1,0 +1,101 @@
+"""complete_job-3.lua: token check, idempotent retry and retention."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from engine import Queue, QueueManager
+
+
+async def claim(q: Queue, count: int = 10, worker: str = "w1") -> list[Any]:
+    k = q.keys
+    result = await q.store.scripts.move_to_active(
+        [k.meta, k.wait, k.delayed, k.active, k.events, k.marker, k.limiter],
+        [k.job_prefix, worker, count, 30_000, 1000, 0, 1000, 1000],
+    )
+    return list(result[4])
+
+
+def complete(
+    q: Queue, job_id: str, token: str, rv: str = "1", keep: int = -1, age_ms: int = -1
+) -> Any:
+    k = q.keys
+    return q.store.scripts.complete_job(
+        [k.active, k.completed, k.events],
+        [k.job_prefix, job_id, token, rv, keep, age_ms, 1000, 1000],
+    )
+
+
+async def test_complete_moves_active_to_completed_with_return_value(manager: QueueManager) -> None:
+    q = manager.create_queue("q")
+    await q.add(1)
+    (job,) = await claim(q)
+    finished_on, duration = await complete(q, "1", job[1], '{"ok":true}')
+    assert duration >= 0
+    got = await q.get_job("1")
+    assert got is not None
+    assert got.state == "completed" and got.return_value == {"ok": True}
+    assert got.attempts_made == 1 and got.finished_on == finished_on
+    assert (await q.events(1))[0]["event"] == "completed"
+
+
+async def test_complete_with_a_stale_token_is_refused_and_changes_nothing(
+    manager: QueueManager,
+) -> None:
+    q = manager.create_queue("q")
+    await q.add(1)
+    await claim(q)
+    before = await manager.client.hgetall(q.keys.job("1"))
+    assert await complete(q, "1", "w1:0") == -2
+    assert await manager.client.hgetall(q.keys.job("1")) == before
+    assert await manager.client.zscore(q.keys.active, "1") is not None
+
+
+async def test_complete_of_a_job_no_longer_active_is_refused(manager: QueueManager) -> None:
+    q = manager.create_queue("q")
+    await q.add(1)
+    (job,) = await claim(q)
+    await manager.client.hdel(q.keys.job("1"), "tok")  # as stalled recovery does
+    assert await complete(q, "1", job[1]) == -2
+
+
+async def test_complete_retried_with_the_same_token_is_a_no_op(manager: QueueManager) -> None:
+    q = manager.create_queue("q")
+    await q.add(1)
+    (job,) = await claim(q)
+    await complete(q, "1", job[1])
+    assert await complete(q, "1", job[1]) == 0
+    assert await manager.client.hget(q.keys.job("1"), "atm") == "1"
+
+
+async def test_complete_keeps_only_the_newest_count(manager: QueueManager) -> None:
+    q = manager.create_queue("q")
+    for i in range(4):
+        await q.add(i)
+    for job in await claim(q):
+        await complete(q, job[0], job[1], keep=2)
+    c = manager.client
+    assert await c.zrange(q.keys.completed, 0, -1) == ["3", "4"]
+    assert await c.exists(q.keys.job("1"), q.keys.job("2")) == 0
+
+
+async def test_complete_with_keep_zero_removes_the_job_and_its_logs(manager: QueueManager) -> None:
+    q = manager.create_queue("q")
+    await q.add(1)
+    (job,) = await claim(q)
+    await manager.client.rpush(q.keys.logs("1"), "line")
+    await complete(q, "1", job[1], keep=0)
+    assert await manager.client.exists(q.keys.job("1"), q.keys.logs("1")) == 0
+    assert await manager.client.zcard(q.keys.completed) == 0
+
+
+async def test_complete_drops_jobs_older_than_the_age_limit(manager: QueueManager) -> None:
+    q = manager.create_queue("q")
+    c = manager.client
+    await q.add(1)
+    await q.add(2)
+    await c.zadd(q.keys.completed, {"1": 1})  # finished in 1970
+    (job,) = [j for j in await claim(q) if j[0] == "2"]
+    await complete(q, "2", job[1], age_ms=3_600_000)
+    assert await c.zrange(q.keys.completed, 0, -1) == ["2"]
+    assert await c.exists(q.keys.job("1")) == 0
