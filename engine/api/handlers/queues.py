@@ -1,0 +1,105 @@
+"""Queue endpoints of the seed: stats, job listings, pause/resume, clean; plus events."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from ...job import JobState
+from ...queue import MAX_PAGE
+from ..errors import ApiError
+from ..payload import body_int, json_body, ok, query_int
+from ..state import MANAGER
+from .common import actor_of, queue_of
+
+MAX_INDEX = 10**9
+MAX_GRACE_MS = 10 * 365 * 24 * 3600 * 1000
+DEFAULT_GRACE_MS = 3_600_000
+DEFAULT_EVENTS = 100
+_CLEAN_FIELDS = frozenset({"gracePeriod"})
+
+
+async def all_stats(request: web.Request) -> web.Response:
+    stats = await request.app[MANAGER].get_all_stats()
+    return ok(queues={name: s.to_dict() for name, s in stats.items()})
+
+
+async def queue_stats(request: web.Request) -> web.Response:
+    queue = queue_of(request)
+    return ok(stats=(await queue.get_stats()).to_dict())
+
+
+def _state_param(request: web.Request) -> JobState:
+    raw = request.query.get("state", JobState.WAITING.value)
+    try:
+        return JobState(raw)
+    except ValueError:
+        allowed = ", ".join(s.value for s in JobState)
+        raise ApiError(400, f"state must be one of {allowed}", field="state") from None
+
+
+async def list_jobs(request: web.Request) -> web.Response:
+    queue = queue_of(request)
+    state = _state_param(request)
+    start = query_int(request, "start", 0, MAX_INDEX)
+    end = query_int(request, "end", start + 9, MAX_INDEX)
+    if end < start:
+        raise ApiError(400, "end must not be less than start", field="end")
+    if end - start + 1 > MAX_PAGE:
+        raise ApiError(
+            400, f"at most {MAX_PAGE} jobs per page (end - start < {MAX_PAGE})", field="end"
+        )
+    jobs = await queue.get_jobs(state, start, end)
+    return ok(
+        queue=queue.name,
+        state=state.value,
+        start=start,
+        end=end,
+        count=len(jobs),
+        jobs=[job.to_json() for job in jobs],
+    )
+
+
+async def pause(request: web.Request) -> web.Response:
+    queue = queue_of(request)
+    await json_body(request, frozenset())
+    changed = await queue.pause(actor_of(request))
+    return ok(message=f"Cola {queue.name} pausada", queue=queue.name, paused=True, changed=changed)
+
+
+async def resume(request: web.Request) -> web.Response:
+    queue = queue_of(request)
+    await json_body(request, frozenset())
+    changed = await queue.resume(actor_of(request))
+    return ok(
+        message=f"Cola {queue.name} reanudada", queue=queue.name, paused=False, changed=changed
+    )
+
+
+async def _clean(request: web.Request, state: JobState, label: str) -> web.Response:
+    queue = queue_of(request)
+    body = await json_body(request, _CLEAN_FIELDS)
+    grace_ms = body_int(body, "gracePeriod", DEFAULT_GRACE_MS, MAX_GRACE_MS)
+    removed = await queue.clean(state, grace_ms, actor_of(request))
+    return ok(
+        message=f"{removed} jobs {label} eliminados de {queue.name}",
+        queue=queue.name,
+        state=state.value,
+        gracePeriod=grace_ms,
+        removed=removed,
+    )
+
+
+async def clean_completed(request: web.Request) -> web.Response:
+    return await _clean(request, JobState.COMPLETED, "completados")
+
+
+async def clean_failed(request: web.Request) -> web.Response:
+    return await _clean(request, JobState.FAILED, "fallidos")
+
+
+async def events(request: web.Request) -> web.Response:
+    queue = queue_of(request)
+    count = query_int(request, "count", DEFAULT_EVENTS, MAX_PAGE)
+    if count < 1:
+        raise ApiError(400, "count must be at least 1", field="count")
+    return ok(queue=queue.name, events=await queue.events(count))

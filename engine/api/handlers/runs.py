@@ -1,0 +1,33 @@
+"""Declared schedulers: run one now (``POST /api/queues/<scheduler>/run``), list them."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from ...keys import validate_queue_name
+from ..errors import ApiError
+from ..payload import json_body, ok
+from ..state import RUN_TARGETS, SCHEDULES
+from .common import actor_of
+
+
+async def run_now(request: web.Request) -> web.Response:
+    name = request.match_info["name"]
+    try:
+        validate_queue_name(name)
+    except ValueError:
+        raise ApiError(400, "invalid scheduler name", field="name") from None
+    target = request.app[RUN_TARGETS].get(name)
+    if target is None:
+        raise ApiError(404, f"scheduler {name!r} not found")
+    # No body fields are accepted: a manual run is the scheduler's own job, never
+    # caller-chosen options (mass assignment).
+    await json_body(request, frozenset())
+    job = await target.run(actor_of(request))
+    return ok(message=f"Sincronización {target.label} iniciada", jobId=job.id, queue=target.queue)
+
+
+async def list_schedules(request: web.Request) -> web.Response:
+    reader = request.app[SCHEDULES]
+    schedules = await reader() if reader is not None else []
+    return ok(schedules=schedules)
