@@ -14,6 +14,7 @@ from .job import Job, JobState
 from .manager import QueueManager
 from .options import Backoff, JobOptions, Retention
 from .queue import BulkJob, Queue, QueueStats
+from .worker import RateLimit, Worker, WorkerOptions
 
 __all__ = [
     "Backoff",
@@ -29,8 +30,11 @@ __all__ = [
     "QueueManager",
     "QueueNotFound",
     "QueueStats",
+    "RateLimit",
     "RedisSettings",
     "RedisUnavailable",
     "Retention",
     "UnrecoverableError",
+    "Worker",
+    "WorkerOptions",
 ]

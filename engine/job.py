@@ -5,10 +5,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
+from .errors import InvalidJobState
 from .options import JobOptions
 
 # Stored only when a job has another name: most jobs do not, and every byte counts.
@@ -33,9 +34,21 @@ def _json(value: str | None, default: Any = None) -> Any:
     return default if value is None or value == "" else orjson.loads(value)
 
 
+class JobRuntime(Protocol):
+    """What a worker binds to a job it runs (see ``engine/worker.py``)."""
+
+    async def update_progress(self, progress: Any) -> None: ...
+
+    async def log(self, text: str) -> None: ...
+
+
 @dataclass(slots=True)
 class Job:
-    """One job. Times are epoch ms (Redis server clock)."""
+    """One job. Times are epoch ms (Redis server clock).
+
+    Inside a handler, ``update_progress`` and ``log`` write to Redis under the attempt's
+    lease: a worker that lost the lease gets ``LeaseLost`` and changes nothing.
+    """
 
     id: str
     queue: str
@@ -52,6 +65,22 @@ class Job:
     stacktrace: list[str] = field(default_factory=list)
     return_value: Any = None
     state: JobState | None = None
+    _runtime: JobRuntime | None = field(default=None, repr=False, compare=False)
+
+    async def update_progress(self, progress: Any) -> None:
+        """Set the progress of this running job: 0..100 or any JSON value (event
+        ``progress``)."""
+        await self._bound("update progress").update_progress(progress)
+        self.progress = progress
+
+    async def log(self, text: str) -> None:
+        """Append a line to this running job's log (capped to the newest lines)."""
+        await self._bound("log").log(text)
+
+    def _bound(self, action: str) -> JobRuntime:
+        if self._runtime is None:
+            raise InvalidJobState(f"cannot {action}: job {self.id} is not running in this process")
+        return self._runtime
 
     @classmethod
     def from_hash(

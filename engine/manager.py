@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .connection import RedisSettings, create_client
 from .errors import QueueNotFound
@@ -14,6 +14,10 @@ from .keys import validate_prefix
 from .options import JobOptions
 from .queue import Queue, QueueStats
 from .store import DEFAULT_MAX_EVENTS, Store
+
+if TYPE_CHECKING:
+    from .pool import Handler
+    from .worker import Worker, WorkerOptions
 
 logger = logging.getLogger("engine.manager")
 
@@ -39,6 +43,7 @@ class QueueManager:
         self.store = Store(self.client, prefix=self.prefix, max_events=max_events)
         self._queues: dict[str, Queue] = {}
         self._closers: list[Any] = []
+        self._workers: list[Worker] = []
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> QueueManager:
@@ -142,10 +147,47 @@ class QueueManager:
     async def promote_job(self, queue: str, job_id: str, actor: str = "") -> None:
         await self.get_queue(queue).promote_job(job_id, actor)
 
+    # -- workers ----------------------------------------------------------------
+
+    async def process(
+        self,
+        queue: str,
+        handler: Handler,
+        *,
+        concurrency: int = 1,
+        options: WorkerOptions | None = None,
+        **worker_options: Any,
+    ) -> Worker:
+        """Start a worker that runs ``handler(job)`` for the jobs of ``queue`` (registered
+        if new). Options are :class:`WorkerOptions` fields, or ``options`` itself. The
+        worker is closed by :meth:`close_all`, before anything else."""
+        from .worker import Worker, WorkerOptions
+
+        if options is None:
+            options = WorkerOptions(concurrency=concurrency, **worker_options)
+        elif worker_options:
+            raise ValueError("pass either options or worker option keywords, not both")
+        if queue not in self._queues:
+            self.create_queue(queue)
+        worker = Worker(self, queue, handler, options)
+        await worker.start()
+        self._workers.append(worker)
+        return worker
+
+    @property
+    def workers(self) -> list[Worker]:
+        """The workers started on this manager."""
+        return list(self._workers)
+
     # -- lifecycle --------------------------------------------------------------
 
     async def close_all(self) -> None:
         """Close workers and schedulers started through this manager, then the client."""
+        # Workers first: their running jobs may still need the schedulers' queues and the
+        # client to record their outcome.
+        workers, self._workers = self._workers, []
+        for worker in reversed(workers):
+            await worker.close()
         for closer in reversed(self._closers):
             await closer()
         self._closers.clear()

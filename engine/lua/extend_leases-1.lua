@@ -8,7 +8,8 @@
   ARGV[2] lease duration (ms)
   ARGV[3..] pairs: job id, lease token
 
-  Returns the ids whose lease is lost
+  Returns the tokens whose lease is lost (tokens, not ids: after a recovery the same
+  worker may hold a new attempt of a job whose old attempt it lost)
 ]]
 local activeKey = KEYS[1]
 local jobPrefix, leaseMs = ARGV[1], tonumber(ARGV[2])
@@ -23,7 +24,7 @@ for i = 3, #ARGV, 2 do
       and redis.call("ZSCORE", activeKey, jobId) then
     redis.call("ZADD", activeKey, "XX", now + leaseMs, jobId)
   else
-    lost[#lost + 1] = jobId
+    lost[#lost + 1] = token
   end
 end
 return lost

@@ -1,0 +1,193 @@
+"""fire_schedule-10 called directly: fence, compare-and-set, due check, ledger, overlap."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+
+from engine.lock import LeaderLease, LeaseConfig
+from engine.scheduler import define_schedule, server_time_ms, upsert_schedule
+from engine.store import Store
+
+HOUR = 3_600_000
+
+
+@pytest.fixture
+def store(client, prefix):
+    return Store(client, prefix=prefix)
+
+
+async def setup(store, *, overlap="allow", **kw):
+    """A schedule whose next fire lies one hour in the past, and a held lease."""
+    d = define_schedule("tick", "q", every_ms=1000, data={"n": 1}, overlap=overlap, **kw)
+    await upsert_schedule(store, d)
+    k = store.keys("q")
+    past = (await server_time_ms(store)) // 1000 * 1000 - HOUR
+    await store.client.hset(k.schedule("tick"), "next", past)
+    lease = LeaderLease(store, "q", LeaseConfig(), instance_id="me")
+    assert await lease.acquire()
+    fp = await store.client.hget(k.schedule("tick"), "fp")
+    return k, past, lease, fp
+
+
+def call(
+    store, k, lease, fp, expected, new_next, fire=(), missed=(), extra=0, token=None, epoch=None
+):
+    return store.scripts.fire_schedule(
+        [k.lease, k.meta, k.schedules, k.schedule("tick"), k.schedule_ledger("tick"), k.wait,
+         k.active, k.delayed, k.events, k.marker],
+        [token or lease.token, lease.epoch if epoch is None else epoch, "tick", fp, expected,
+         new_next, ",".join(map(str, fire)), ",".join(map(str, missed)), extra, k.job_prefix,
+         1000, 1000],
+    )  # fmt: skip
+
+
+async def test_fire_enqueues_the_deterministic_job_records_the_ledger_and_moves_next(store):
+    k, past, lease, fp = await setup(store)
+    code, missed, now = await call(store, k, lease, fp, past, past + 2000, fire=[past, past + 1000])
+    assert (code, missed) == (2, 0) and now >= past
+    c = store.client
+    assert await c.zrange(k.wait, 0, -1) == [f"tick:{past}", f"tick:{past + 1000}"]
+    job = await c.hgetall(k.job(f"tick:{past}"))
+    assert job["name"] == "tick" and orjson.loads(job["data"]) == {"n": 1}
+    assert job["atm"] == "0" and int(job["ts"]) == now
+    ledger = await c.xrange(k.schedule_ledger("tick"))
+    assert [(f["tick"], f["job"], f["kind"]) for _, f in ledger] == [
+        (str(past), f"tick:{past}", "fired"),
+        (str(past + 1000), f"tick:{past + 1000}", "fired"),
+    ]
+    assert await c.zscore(k.schedules, "tick") == past + 2000
+    h = await c.hgetall(k.schedule("tick"))
+    assert (h["next"], h["last"], h["lastJob"], h["fired"]) == (
+        str(past + 2000),
+        str(past + 1000),
+        f"tick:{past + 1000}",
+        "2",
+    )
+    events = [f["event"] for _, f in await c.xrange(k.events)]
+    assert events.count("fired") == 2 and events.count("waiting") == 2
+    assert await c.zscore(k.marker, "w") == 0
+
+
+async def test_second_fire_of_the_same_tick_is_refused_by_the_compare_and_set(store):
+    k, past, lease, fp = await setup(store)
+    assert (await call(store, k, lease, fp, past, past + 1000, fire=[past]))[0] == 1
+    code, _, _ = await call(store, k, lease, fp, past, past + 1000, fire=[past])
+    assert code == -5
+    assert await store.client.zcard(k.wait) == 1
+    assert await store.client.xlen(k.schedule_ledger("tick")) == 1
+
+
+@pytest.mark.parametrize("which", ["token", "epoch"])
+async def test_stale_token_or_epoch_is_refused_and_writes_nothing(store, which):
+    k, past, lease, fp = await setup(store)
+    stale = {"token": {"token": "someone/else"}, "epoch": {"epoch": lease.epoch - 1}}[which]
+    code, _, _ = await call(store, k, lease, fp, past, past + 1000, fire=[past], **stale)
+    assert code == -4
+    assert await store.client.exists(k.wait, k.schedule_ledger("tick"), k.job(f"tick:{past}")) == 0
+    assert await store.client.hget(k.schedule("tick"), "next") == str(past)
+
+
+async def test_expired_lease_refuses_even_the_right_token(store):
+    k, past, lease, fp = await setup(store)
+    await store.client.delete(k.lease)
+    assert (await call(store, k, lease, fp, past, past + 1000, fire=[past]))[0] == -4
+
+
+async def test_changed_definition_or_pause_refuses_a_fire_computed_from_the_old_one(store):
+    k, past, lease, fp = await setup(store)
+    assert (await call(store, k, lease, "0" * 32, past, past + 1000, fire=[past]))[0] == -5
+    await store.client.hset(k.schedule("tick"), "paused", "1")
+    assert (await call(store, k, lease, fp, past, past + 1000, fire=[past]))[0] == -5
+    assert await store.client.zcard(k.wait) == 0
+
+
+async def test_a_tick_after_server_time_is_refused_as_not_due(store):
+    k, past, lease, fp = await setup(store)
+    future = past + 2 * HOUR
+    code, _, now = await call(store, k, lease, fp, past, future + 1000, fire=[past, future])
+    assert code == -6 and now < future
+    code, _, _ = await call(store, k, lease, fp, past, future + 1000, missed=[future])
+    assert code == -6
+    await store.client.hset(k.schedule("tick"), "next", future)
+    code, _, _ = await call(store, k, lease, fp, future, future + 1000)
+    assert code == -6
+    assert await store.client.exists(k.wait, k.schedule_ledger("tick")) == 0
+
+
+async def test_missed_ticks_are_counted_in_ledger_events_and_the_schedule(store):
+    k, past, lease, fp = await setup(store)
+    code, missed, _ = await call(
+        store,
+        k,
+        lease,
+        fp,
+        past,
+        past + 3000,
+        fire=[past + 2000],
+        missed=[past, past + 1000],
+        extra=5,
+    )
+    assert (code, missed) == (1, 7)
+    c = store.client
+    kinds = [(f["tick"], f["kind"]) for _, f in await c.xrange(k.schedule_ledger("tick"))]
+    assert kinds == [
+        (str(past), "missed"),
+        (str(past + 1000), "missed"),
+        (str(past + 2000), "fired"),
+    ]
+    events = [f for _, f in await c.xrange(k.events) if f["event"] == "missed"]
+    assert [e.get("tick") or e["count"] for e in events] == [str(past), str(past + 1000), "5"]
+    assert await c.hget(k.schedule("tick"), "missed") == "7"
+
+
+@pytest.mark.parametrize("state", ["wait", "active", "delayed"])
+async def test_overlap_skip_drops_the_tick_while_the_previous_run_is_unfinished(store, state):
+    k, past, lease, fp = await setup(store, overlap="skip")
+    assert (await call(store, k, lease, fp, past, past + 1000, fire=[past]))[0] == 1
+    c = store.client
+    first = f"tick:{past}"
+    if state != "wait":
+        await c.zrem(k.wait, first)
+        await c.zadd(getattr(k, state), {first: 1})
+    code, missed, _ = await call(store, k, lease, fp, past + 1000, past + 2000, fire=[past + 1000])
+    assert (code, missed) == (0, 1)
+    assert not await c.exists(k.job(f"tick:{past + 1000}"))
+    # Finished: the next tick runs.
+    await c.zrem(getattr(k, state), first)
+    await c.zadd(k.completed, {first: 1})
+    code, missed, _ = await call(store, k, lease, fp, past + 2000, past + 3000, fire=[past + 2000])
+    assert (code, missed) == (1, 0)
+    reasons = [f["reason"] for _, f in await c.xrange(k.schedule_ledger("tick"))]
+    assert reasons == ["", "overlap", ""]
+
+
+async def test_overlap_skip_within_one_catch_up_call_fires_only_the_first(store):
+    k, past, lease, fp = await setup(store, overlap="skip")
+    code, missed, _ = await call(store, k, lease, fp, past, past + 3000, fire=[past, past + 1000])
+    assert (code, missed) == (1, 1)
+
+
+async def test_an_ended_schedule_is_parked_at_infinity(store):
+    k, past, lease, fp = await setup(store)
+    assert (await call(store, k, lease, fp, past, "", fire=[past]))[0] == 1
+    assert await store.client.zscore(k.schedules, "tick") == float("inf")
+    assert await store.client.hget(k.schedule("tick"), "next") == ""
+
+
+async def test_job_with_priority_and_options_is_stored_as_add_job_would(store):
+    k, past, lease, fp = await setup(
+        store, opts={"attempts": 3, "backoff": {"type": "exponential", "delay": 5000},
+                     "priority": 2, "removeOnComplete": 50, "removeOnFail": 100},
+    )  # fmt: skip
+    await call(store, k, lease, fp, past, past + 1000, fire=[past])
+    job = await store.client.hgetall(k.job(f"tick:{past}"))
+    assert job["pri"] == "2"
+    assert orjson.loads(job["opts"]) == {
+        "attempts": 3,
+        "backoff": {"type": "exponential", "delay": 5000},
+        "priority": 2,
+        "removeOnComplete": 50,
+        "removeOnFail": 100,
+    }
+    assert await store.client.zscore(k.wait, f"tick:{past}") >= 2 * 2**32

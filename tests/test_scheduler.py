@@ -1,0 +1,337 @@
+"""The leader loop in-process: exactly-once firing, policies, skew, redefinition, state."""
+
+from __future__ import annotations
+
+import pytest
+
+from engine.cron import parse_schedule
+from engine.lock import LeaseConfig
+from engine.scheduler import (
+    MAX_FIRES_PER_CALL,
+    ScheduleDefinition,
+    Scheduler,
+    define_schedule,
+    get_schedule_state,
+    plan_fires,
+    run_schedule_now,
+    server_time_ms,
+    set_schedule_paused,
+    upsert_schedule,
+)
+from engine.store import Store
+from tests.helpers import wait_for
+
+LEASE = LeaseConfig(ttl_ms=1500, renew_interval_ms=500, margin_ms=300)
+
+
+@pytest.fixture
+def store(client, prefix):
+    return Store(client, prefix=prefix)
+
+
+@pytest.fixture
+async def schedulers(store):
+    started: list[Scheduler] = []
+
+    def start(**kwargs) -> Scheduler:
+        s = Scheduler(store, "q", kwargs.pop("lease", LEASE), **kwargs).start()
+        started.append(s)
+        return s
+
+    yield start
+    for s in started:
+        await s.close()
+
+
+async def ledger(store, name="tick"):
+    """[(tick, kind, recorded_ms, job)] in order."""
+    entries = await store.client.xrange(store.keys("q").schedule_ledger(name))
+    return [(int(f["tick"]), f["kind"], int(i.split("-")[0]), f["job"]) for i, f in entries]
+
+
+def every(ms: int, **kw) -> ScheduleDefinition:
+    return define_schedule("tick", "q", every_ms=ms, **kw)
+
+
+# -- pure planning -------------------------------------------------------------------------
+
+S = 1000
+
+
+@pytest.mark.parametrize(
+    "misfire, grace, now, fire, missed",
+    [
+        ("once", 100, 10 * S, [10 * S], list(range(S, 10 * S, S))),
+        ("once", 100, 1 * S, [S], []),
+        ("skip", 100, 10 * S, [10 * S], list(range(S, 10 * S, S))),
+        ("skip", 100, 10 * S + 101, [], list(range(S, 11 * S, S))),
+        ("skip", 500, 10 * S + 400, [10 * S], list(range(S, 10 * S, S))),
+        ("all", 3 * S, 10 * S, [7 * S, 8 * S, 9 * S, 10 * S], list(range(S, 7 * S, S))),
+        ("all", 10**9, 5 * S, [S, 2 * S, 3 * S, 4 * S, 5 * S], []),
+        ("all", 100, 5 * S + 101, [], list(range(S, 6 * S, S))),
+    ],
+)
+def test_misfire_policy_plans(misfire, grace, now, fire, missed):
+    d = every(S, misfire=misfire, misfire_grace_ms=grace)
+    plan = plan_fires(d, S, now)
+    assert list(plan.fire) == fire
+    assert list(plan.missed) == missed
+    assert plan.extra_missed == 0
+    assert plan.next_ms == (now // S + 1) * S
+
+
+def test_plan_for_a_tick_not_yet_due_is_empty():
+    plan = plan_fires(every(S), 5 * S, 4 * S)
+    assert (plan.fire, plan.missed, plan.next_ms) == ((), (), 5 * S)
+
+
+def test_catch_up_of_all_is_chunked_and_long_outages_are_counted_not_listed():
+    d = every(S, misfire="all", misfire_grace_ms=10**12)
+    plan = plan_fires(d, S, 1000 * S)
+    assert len(plan.fire) == MAX_FIRES_PER_CALL
+    assert plan.next_ms == (MAX_FIRES_PER_CALL + 1) * S  # the rest in the next call
+    plan = plan_fires(every(S, misfire="once"), S, 200_000 * S)
+    assert plan.fire == (200_000 * S,)
+    assert len(plan.missed) == 1000 and plan.extra_missed == 200_000 - 1 - 1000
+    assert len(plan.missed) + plan.extra_missed + len(plan.fire) == 200_000
+    assert plan.next_ms == 200_001 * S
+
+
+def test_cron_plan_uses_the_expression():
+    d = define_schedule("c", "q", cron="*/5 * * * *", misfire="all", misfire_grace_ms=10**9)
+    base = 1_700_000_100_000 // 300_000 * 300_000
+    plan = plan_fires(d, base, base + 12 * 60_000)
+    assert plan.fire == (base, base + 300_000, base + 600_000)
+    assert plan.next_ms == base + 900_000
+
+
+@pytest.mark.parametrize(
+    "kwargs, field",
+    [
+        ({"misfire": "later"}, "misfire"),
+        ({"overlap": "queue"}, "overlap"),
+        ({"misfire_grace_ms": -1}, "misfire_grace_ms"),
+        ({"misfire_grace_ms": 99}, "misfire_grace_ms"),
+        ({"opts": {"jobId": "x"}}, "job_id"),
+        ({"opts": {"delay": 5}}, "delay"),
+        ({"opts": {"attempts": 0}}, "attempts"),
+        ({"data": {1, 2}}, "data"),
+    ],
+)
+def test_invalid_definitions_name_the_field(kwargs, field):
+    with pytest.raises(ValueError, match=field):
+        define_schedule("s", "q", every_ms=1000, **kwargs)
+
+
+@pytest.mark.parametrize("name", ["", "a:b", "a{b}", "x" * 101, "-a"])
+def test_invalid_schedule_names_are_refused(name):
+    with pytest.raises(ValueError, match="schedule name"):
+        define_schedule(name, "q", every_ms=1000)
+
+
+def test_definition_round_trips_and_fingerprint_is_stable():
+    d = define_schedule("s", "q", cron="0 3 * * *", tz="Europe/Madrid", data={"a": 1},
+                        opts={"attempts": 3}, misfire="all", overlap="skip")  # fmt: skip
+    again = ScheduleDefinition.from_dict(d.to_dict())
+    assert again == d and again.fingerprint() == d.fingerprint()
+    other = define_schedule("s", "q", cron="0 4 * * *", tz="Europe/Madrid", data={"a": 1},
+                            opts={"attempts": 3}, misfire="all", overlap="skip")  # fmt: skip
+    assert other.fingerprint() != d.fingerprint()
+    assert parse_schedule(cron="0 3 * * *", tz="Europe/Madrid") == d.schedule
+
+
+# -- the loop ------------------------------------------------------------------------------
+
+
+async def test_three_schedulers_fire_every_tick_exactly_once_never_early(store, schedulers):
+    await upsert_schedule(store, every(100))
+    instances = [schedulers(instance_id=f"i{n}") for n in range(3)]
+    await wait_for(lambda: _count_fired(store, 15), timeout_s=10)
+    entries = await ledger(store)
+    ticks = [t for t, kind, _, _ in entries if kind == "fired"]
+    assert len(ticks) == len(set(ticks))
+    assert ticks == list(range(ticks[0], ticks[-1] + 1, 100))  # contiguous, none missed
+    assert all(recorded >= tick for tick, _, recorded, _ in entries)
+    waiting = await store.client.zrange(store.keys("q").wait, 0, -1)
+    assert waiting == [f"tick:{t}" for t in ticks[: len(waiting)]]
+    assert sum(1 for s in instances if s.fired) == 1  # only the leader fired
+
+
+async def _count_fired(store, n):
+    return sum(1 for e in await ledger(store) if e[1] == "fired") >= n
+
+
+async def test_released_lease_is_taken_over_and_ticks_continue_exactly_once(store, schedulers):
+    await upsert_schedule(store, every(100, misfire="all", misfire_grace_ms=5000))
+    a = schedulers(instance_id="a")
+    await wait_for(lambda: _count_fired(store, 3))
+    b = schedulers(instance_id="b")
+    await a.close()
+    await wait_for(lambda: _count_fired(store, 10))
+    assert b.fired > 0 and b.lease.epoch == a.lease.epoch + 1
+    ticks = [t for t, kind, _, _ in await ledger(store) if kind == "fired"]
+    assert ticks == list(range(ticks[0], ticks[-1] + 1, 100))
+
+
+async def test_an_instance_believing_it_is_minutes_ahead_fires_nothing_early(store, schedulers):
+    await upsert_schedule(store, every(100, misfire="all", misfire_grace_ms=10_000))
+    ahead = schedulers(instance_id="ahead", clock_offset_ms=180_000)
+    await wait_for(lambda: _count_fired(store, 8))
+    entries = await ledger(store)
+    assert all(kind == "fired" for _, kind, _, _ in entries)  # nothing missed either
+    ticks = [t for t, _, _, _ in entries]
+    assert ticks == list(range(ticks[0], ticks[-1] + 1, 100))
+    assert all(recorded >= tick for tick, _, recorded, _ in entries)
+    assert ahead.fired == len(ticks)
+
+
+@pytest.mark.parametrize(
+    "misfire, grace_ms",
+    [("skip", 100), ("once", 100), ("all", 60_000), ("all", 350)],
+)
+async def test_misfire_policy_after_all_instances_were_down(store, schedulers, misfire, grace_ms):
+    period = 100
+    await upsert_schedule(store, every(period, misfire=misfire, misfire_grace_ms=grace_ms))
+    first = schedulers(instance_id="a")
+    await wait_for(lambda: _count_fired(store, 2))
+    await first.close()
+    down_from = int(await store.client.hget(store.keys("q").schedule("tick"), "next"))
+    # Everyone is down across 8 ticks (measured on the Redis clock).
+    await wait_for(lambda: _server_after(store, down_from + 8 * period), timeout_s=5)
+    restarted_at = await server_time_ms(store)
+    schedulers(instance_id="b")
+    await wait_for(lambda: _ledger_reaches(store, restarted_at + 2 * period))
+    entries = await ledger(store)
+    ticks = [t for t, _, _, _ in entries]
+    assert ticks == list(range(ticks[0], ticks[-1] + 1, period))  # each tick exactly once
+    down = [(t, kind, rec) for t, kind, rec, _ in entries if down_from <= t < restarted_at]
+    assert len(down) >= 8
+    late_fires = [(t, rec) for t, kind, rec in down if kind == "fired"]
+    if misfire == "skip":  # at most the latest, and only if it was still within the grace
+        assert [t for t, _ in late_fires] in ([], [down[-1][0]])
+        assert all(rec - t <= grace_ms for t, rec in late_fires)
+    elif misfire == "once":
+        assert [t for t, _ in late_fires] == [down[-1][0]]
+    elif grace_ms == 60_000:
+        assert len(late_fires) == len(down)
+    else:
+        assert 0 < len(late_fires) < len(down)
+        assert all(rec - t <= grace_ms for t, rec in late_fires)
+    missed = [t for t, kind, _ in down if kind == "missed"]
+    assert len(missed) == len(down) - len(late_fires)
+    all_missed = sum(1 for e in entries if e[1] == "missed")
+    state = await get_schedule_state(store, "q", "tick")
+    events = await store.client.xrange(store.keys("q").events)
+    assert state.missed_count == all_missed >= len(missed)
+    assert sum(1 for _, f in events if f["event"] == "missed") == all_missed
+
+
+async def _server_after(store, ms):
+    return await server_time_ms(store) >= ms
+
+
+async def _ledger_reaches(store, ms):
+    entries = await ledger(store)
+    return bool(entries) and entries[-1][0] >= ms
+
+
+async def test_overlap_skip_drops_ticks_while_the_previous_run_is_unfinished(store, schedulers):
+    await upsert_schedule(store, every(100, overlap="skip"))
+    schedulers(instance_id="a")
+    k = store.keys("q")
+    # No worker: the first run stays waiting, so every later tick is dropped as an overlap.
+    await wait_for(lambda: _ledger_len(store, 4))
+    entries = await ledger(store)
+    assert entries[0][1] == "fired"
+    assert {kind for _, kind, _, _ in entries[1:]} == {"missed"}
+    first_job = entries[0][3]
+    assert await store.client.zrange(k.wait, 0, -1) == [first_job]
+    # The run finishes: the next tick fires again.
+    await store.client.zrem(k.wait, first_job)
+    await store.client.zadd(k.completed, {first_job: 1})
+    await wait_for(lambda: _count_fired(store, 2))
+    events = [f for _, f in await store.client.xrange(k.events) if f["event"] == "missed"]
+    assert events and all(e["reason"] == "overlap" for e in events)
+
+
+async def _ledger_len(store, n):
+    return len(await ledger(store)) >= n
+
+
+async def test_redefinition_replaces_the_schedule_and_nothing_fires_for_the_old_one(
+    store, schedulers
+):
+    await upsert_schedule(store, every(100))
+    s = schedulers(instance_id="a")
+    await wait_for(lambda: _count_fired(store, 3))
+    result = await upsert_schedule(store, every(700))
+    s.wake()
+    changed_at = await server_time_ms(store)
+    assert result.action == "updated"
+    await wait_for(lambda: _ledger_reaches(store, changed_at + 1400), timeout_s=5)
+    after = [t for t, kind, _, _ in await ledger(store) if t > changed_at]
+    assert after and all(t % 700 == 0 for t in after)
+
+
+async def test_pause_stops_fires_and_resume_does_not_catch_up(store, schedulers):
+    await upsert_schedule(store, every(100))
+    schedulers(instance_id="a")
+    await wait_for(lambda: _count_fired(store, 2))
+    assert await set_schedule_paused(store, "q", "tick", True) is True
+    assert await set_schedule_paused(store, "q", "tick", True) is False
+    paused_at = await server_time_ms(store)
+    state = await get_schedule_state(store, "q", "tick")
+    assert state.paused and state.next_fire_ms is None
+    await wait_for(lambda: _server_after(store, paused_at + 500))
+    resumed_at = await server_time_ms(store)
+    await set_schedule_paused(store, "q", "tick", False)
+    await wait_for(lambda: _ledger_reaches(store, resumed_at + 100))
+    during = [t for t, _, _, _ in await ledger(store) if paused_at + 100 < t < resumed_at]
+    assert during == []  # neither fired nor missed
+
+
+async def test_run_now_adds_an_out_of_band_job_and_keeps_the_schedule(manager, store):
+    store = manager.store
+    q = manager.create_queue("q")
+    opts = {"attempts": 3, "backoff": {"type": "exponential", "delay": 5000}}
+    d = define_schedule("tick", "q", cron="0 0 1 1 *", data={"src": "cron"}, opts=opts)
+    await upsert_schedule(store, d)
+    before = await store.client.hget(q.keys.schedule("tick"), "next")
+    job = await run_schedule_now(q, "tick")
+    assert job.id.isdigit() and job.name == "tick" and job.data == {"src": "cron"}
+    assert job.opts.attempts == 3 and job.opts.backoff is not None
+    assert await store.client.hget(q.keys.schedule("tick"), "next") == before
+    assert await ledger(store) == []
+
+
+async def test_state_reports_fires_leader_successes_and_consecutive_failures(store, schedulers):
+    await upsert_schedule(store, every(100, overlap="allow"))
+    s = schedulers(instance_id="leader-1")
+    await wait_for(lambda: _count_fired(store, 5))
+    await s.close()
+    k = store.keys("q")
+    jobs = [job for _, kind, _, job in await ledger(store) if kind == "fired"]
+    c = store.client
+    # oldest ... newest: completed, completed, failed, failed, (newest still waiting)
+    for job, target, score in [(jobs[0], k.completed, 111), (jobs[1], k.completed, 222),
+                               (jobs[2], k.failed, 333), (jobs[3], k.failed, 444)]:  # fmt: skip
+        await c.zrem(k.wait, job)
+        await c.zadd(target, {job: score})
+    for job in jobs[5:]:
+        await c.zrem(k.wait, job)
+        await c.zadd(k.failed, {job: 999})
+    state = await get_schedule_state(store, "q", "tick")
+    assert state.fired_count == len(jobs)
+    assert state.last_job_id == jobs[-1] and state.last_fire_ms == int(jobs[-1].split(":")[1])
+    assert state.last_success_ms == 222
+    assert state.consecutive_failures == 2 + len(jobs[5:])
+    assert state.leader is None and state.leader_epoch == 1  # released on close
+    d = state.to_dict()
+    assert d["lastSuccess"] == "1970-01-01T00:00:00.222Z" and d["everyMs"] == 100
+
+
+async def test_state_of_an_unknown_schedule_is_not_found(store):
+    from engine.errors import ScheduleNotFound
+
+    with pytest.raises(ScheduleNotFound):
+        await get_schedule_state(store, "q", "nope")
