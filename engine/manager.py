@@ -16,7 +16,9 @@ from .queue import Queue, QueueStats
 from .store import DEFAULT_MAX_EVENTS, Store
 
 if TYPE_CHECKING:
+    from .lock import LeaseConfig
     from .pool import Handler
+    from .scheduler import Scheduler
     from .worker import Worker, WorkerOptions
 
 logger = logging.getLogger("engine.manager")
@@ -44,6 +46,7 @@ class QueueManager:
         self._queues: dict[str, Queue] = {}
         self._closers: list[Any] = []
         self._workers: list[Worker] = []
+        self._schedulers: dict[str, Scheduler] = {}
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> QueueManager:
@@ -147,6 +150,30 @@ class QueueManager:
     async def promote_job(self, queue: str, job_id: str, actor: str = "") -> None:
         await self.get_queue(queue).promote_job(job_id, actor)
 
+    # -- schedules --------------------------------------------------------------
+
+    def start_scheduler(
+        self, queue: str, lease: LeaseConfig | None = None, **kwargs: Any
+    ) -> Scheduler:
+        """Start this instance's scheduler for ``queue`` (once; later calls return it): it
+        contends for the queue's leader lease and, while leader, fires the queue's
+        schedules. Stopped, and the lease released, by :meth:`close_all`."""
+        from .scheduler import Scheduler
+
+        existing = self._schedulers.get(queue)
+        if existing is not None:
+            existing.wake()
+            return existing
+        scheduler = Scheduler(self.store, queue, lease, **kwargs).start()
+        self._schedulers[queue] = scheduler
+        self._closers.append(scheduler.close)
+        return scheduler
+
+    @property
+    def schedulers(self) -> dict[str, Scheduler]:
+        """The schedulers started on this manager, by queue."""
+        return dict(self._schedulers)
+
     # -- workers ----------------------------------------------------------------
 
     async def process(
@@ -191,4 +218,5 @@ class QueueManager:
         for closer in reversed(self._closers):
             await closer()
         self._closers.clear()
+        self._schedulers.clear()
         await self.client.aclose()
