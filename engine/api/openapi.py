@@ -17,12 +17,14 @@ _NAME = {
     "in": "path",
     "required": True,
     "schema": {"type": "string", "pattern": r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}$"},
+    "example": "serpram-sync",
 }
 _JOB_ID = {
     "name": "job_id",
     "in": "path",
     "required": True,
     "schema": {"type": "string", "minLength": 1, "maxLength": 200, "pattern": r"^[^{}/\x00]+$"},
+    "example": "1",
 }
 
 
@@ -242,7 +244,7 @@ OPERATIONS: dict[str, tuple[str, list[dict[str, Any]], dict[str, Any] | None, di
     ),
     "run_now": (
         "Run a declared scheduler now (e.g. serpram, ayt)",
-        [{**_NAME, "description": "scheduler name, e.g. serpram or ayt"}],
+        [{**_NAME, "description": "scheduler name, e.g. serpram or ayt", "example": "serpram"}],
         _body({}),
         _JOB_MSG,
     ),
