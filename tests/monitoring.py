@@ -1,0 +1,60 @@
+"""Shared by the metrics, alerts and dashboard tests: run jobs through the real worker
+scripts (claim, complete, fail) without a worker loop, so each test decides exactly which
+events the streams get."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from engine import Queue
+
+
+async def claim(q: Queue, count: int = 1, worker: str = "w1") -> list[tuple[str, str]]:
+    """Move up to ``count`` waiting jobs to active; returns ``(job id, lease token)`` pairs."""
+    k = q.keys
+    result = await q.store.scripts.move_to_active(
+        [k.meta, k.wait, k.delayed, k.active, k.events, k.marker, k.limiter],
+        [k.job_prefix, worker, count, 30_000, q.store.max_events, 0, 1000, 1000],
+    )
+    return [(str(job[0]), str(job[1])) for job in result[4]]
+
+
+async def complete(q: Queue, job_id: str, token: str, rv: str = "1") -> Any:
+    k = q.keys
+    return await q.store.scripts.complete_job(
+        [k.active, k.completed, k.events],
+        [k.job_prefix, job_id, token, rv, -1, -1, q.store.max_events, 1000],
+    )
+
+
+async def fail(
+    q: Queue, job_id: str, token: str, reason: str = "boom", stack: str = "Traceback: boom"
+) -> Any:
+    """Fail the attempt for good (no retry)."""
+    k = q.keys
+    return await q.store.scripts.fail_job(
+        [k.active, k.wait, k.delayed, k.failed, k.meta, k.events, k.marker],
+        [k.job_prefix, job_id, token, reason, stack, 10, -1, -1, -1, q.store.max_events, 1000],
+    )
+
+
+async def run_one(q: Queue, ok: bool = True, reason: str = "boom") -> str:
+    """Add a job and run it to completion (or failure) at once; returns its id."""
+    job = await q.add({"n": 1})
+    ((job_id, token),) = await claim(q)
+    assert job_id == job.id
+    if ok:
+        await complete(q, job_id, token)
+    else:
+        await fail(q, job_id, token, reason)
+    return job_id
+
+
+async def add_event(q: Queue, entry_id: str = "*", **fields: str | int) -> str:
+    """Append a raw event, as the scheduler's scripts do (fired, missed)."""
+    return str(await q.store.client.xadd(q.keys.events, fields, id=entry_id))
+
+
+async def redis_now_ms(q: Queue) -> int:
+    sec, usec = await q.store.client.time()
+    return int(sec) * 1000 + int(usec) // 1000
