@@ -1,0 +1,242 @@
+"""The seed's schedulers and their functions (``initSerpramScheduler`` ... in Python form).
+
+``init_all_schedulers(manager)`` registers every enabled schedule of the config (default:
+``engine.toml``), starts one scheduler per queue and a worker per processor, and makes
+``manager`` the default for the other functions, which also take ``manager=`` explicitly.
+SERPRAM and AYT are built in with the seed's exact options, so they work without a config
+file; a config entry of the same name replaces them.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Mapping
+from typing import Any
+
+from .config import EngineConfig, ScheduleConfig, load_config
+from .cron import parse_schedule
+from .errors import ScheduleNotFound
+from .job import Job
+from .manager import QueueManager
+from .options import JobOptions
+from .processors import ProcessorContext, bind
+from .queue import QueueStats
+from .scheduler import (
+    ScheduleDefinition,
+    ScheduleState,
+    UpsertResult,
+    get_schedule_state,
+    run_schedule_now,
+    set_schedule_paused,
+    upsert_schedule,
+)
+
+SERPRAM = ScheduleConfig(
+    ScheduleDefinition(
+        name="serpram",
+        queue="serpram-sync",
+        schedule=parse_schedule(cron="*/5 * * * *"),
+        options=JobOptions.parse(
+            {
+                "attempts": 3,
+                "backoff": {"type": "exponential", "delay": 5000},
+                "removeOnComplete": 50,
+                "removeOnFail": 100,
+            }
+        ),
+        overlap="skip",
+    ),
+    processor="engine.processors:serpram_sync",
+)
+AYT = ScheduleConfig(
+    ScheduleDefinition(
+        name="ayt",
+        queue="ayt-sync",
+        schedule=parse_schedule(cron="* * * * *"),
+        options=JobOptions.parse(
+            {
+                "attempts": 3,
+                "backoff": {"type": "exponential", "delay": 3000},
+                "removeOnComplete": 100,
+                "removeOnFail": 200,
+            }
+        ),
+        overlap="skip",
+    ),
+    processor="engine.processors:ayt_sync",
+)
+BUILT_IN: Mapping[str, ScheduleConfig] = {"serpram": SERPRAM, "ayt": AYT}
+
+_default: QueueManager | None = None
+_config: EngineConfig | None = None
+# Queues that already run a processor worker, per manager: init twice, one worker.
+_workers: weakref.WeakKeyDictionary[QueueManager, set[str]] = weakref.WeakKeyDictionary()
+
+
+def set_default_manager(manager: QueueManager | None) -> None:
+    global _default
+    _default = manager
+
+
+def _manager(manager: QueueManager | None) -> QueueManager:
+    found = manager or _default
+    if found is None:
+        raise RuntimeError("no manager: call init_all_schedulers(manager) or pass manager=")
+    return found
+
+
+def _schedule_config(name: str, config: EngineConfig | None) -> ScheduleConfig:
+    cfg = config or _config or load_config()
+    found = cfg.schedules.get(name) or BUILT_IN.get(name)
+    if found is None:
+        raise ScheduleNotFound(f"schedule {name!r} is not declared")
+    return found
+
+
+async def init_scheduler(
+    name: str,
+    manager: QueueManager | None = None,
+    config: EngineConfig | None = None,
+    *,
+    worker: bool = True,
+    **worker_options: Any,
+) -> UpsertResult:
+    """Register schedule ``name`` (idempotent), start its queue's scheduler and, when
+    ``worker`` and it has a processor, a worker running it."""
+    m = _manager(manager)
+    cfg = config or _config or load_config()
+    sc = _schedule_config(name, cfg)
+    d = sc.definition
+    m.create_queue(d.queue, d.options)
+    result = await upsert_schedule(m.store, d)
+    m.start_scheduler(d.queue, cfg.lease)
+    processor = sc.load_processor()
+    running = _workers.setdefault(m, set())
+    if worker and processor is not None and d.queue not in running:
+        running.add(d.queue)
+        handler = bind(processor, ProcessorContext(m, d.queue, d.name))
+        await m.process(d.queue, handler, concurrency=sc.concurrency, **worker_options)
+    return result
+
+
+async def init_all_schedulers(
+    manager: QueueManager | None = None,
+    config: EngineConfig | None = None,
+    *,
+    worker: bool = True,
+) -> dict[str, UpsertResult]:
+    """Register every enabled declared schedule (built-ins first, then the config's)."""
+    global _config
+    m = _manager(manager)
+    set_default_manager(m)
+    cfg = config or load_config()
+    _config = cfg
+    names = dict.fromkeys([*BUILT_IN, *cfg.schedules])
+    results: dict[str, UpsertResult] = {}
+    for name in names:
+        if _schedule_config(name, cfg).enabled:
+            results[name] = await init_scheduler(name, m, cfg, worker=worker)
+    return results
+
+
+async def run_now(name: str, manager: QueueManager | None = None, actor: str = "") -> Job:
+    """An out-of-band run of schedule ``name``; its next fire time does not move."""
+    m = _manager(manager)
+    d = _schedule_config(name, None).definition
+    return await run_schedule_now(m.create_queue(d.queue), name, actor)
+
+
+async def get_stats(name: str, manager: QueueManager | None = None) -> QueueStats:
+    m = _manager(manager)
+    return await m.create_queue(_schedule_config(name, None).queue).get_stats()
+
+
+async def get_state(name: str, manager: QueueManager | None = None) -> ScheduleState:
+    m = _manager(manager)
+    return await get_schedule_state(m.store, _schedule_config(name, None).queue, name)
+
+
+async def pause(name: str, manager: QueueManager | None = None, actor: str = "") -> None:
+    """Stop firing the schedule and pause its queue (for every instance)."""
+    m = _manager(manager)
+    queue = _schedule_config(name, None).queue
+    await set_schedule_paused(m.store, queue, name, True)
+    await m.create_queue(queue).pause(actor)
+
+
+async def resume(name: str, manager: QueueManager | None = None, actor: str = "") -> None:
+    """Resume the queue and the schedule (next fire from now: no catch-up of the pause)."""
+    m = _manager(manager)
+    queue = _schedule_config(name, None).queue
+    await m.create_queue(queue).resume(actor)
+    await set_schedule_paused(m.store, queue, name, False)
+    scheduler = m.schedulers.get(queue)
+    if scheduler is not None:
+        scheduler.wake()
+
+
+# The seed's names.
+
+
+async def init_serpram_scheduler(manager: QueueManager | None = None) -> UpsertResult:
+    return await init_scheduler("serpram", manager)
+
+
+async def run_serpram_sync_now(manager: QueueManager | None = None) -> Job:
+    return await run_now("serpram", manager)
+
+
+async def get_serpram_stats(manager: QueueManager | None = None) -> QueueStats:
+    return await get_stats("serpram", manager)
+
+
+async def pause_serpram_scheduler(manager: QueueManager | None = None) -> None:
+    await pause("serpram", manager)
+
+
+async def resume_serpram_scheduler(manager: QueueManager | None = None) -> None:
+    await resume("serpram", manager)
+
+
+async def init_ayt_scheduler(manager: QueueManager | None = None) -> UpsertResult:
+    return await init_scheduler("ayt", manager)
+
+
+async def run_ayt_sync_now(manager: QueueManager | None = None) -> Job:
+    return await run_now("ayt", manager)
+
+
+async def get_ayt_stats(manager: QueueManager | None = None) -> QueueStats:
+    return await get_stats("ayt", manager)
+
+
+async def pause_ayt_scheduler(manager: QueueManager | None = None) -> None:
+    await pause("ayt", manager)
+
+
+async def resume_ayt_scheduler(manager: QueueManager | None = None) -> None:
+    await resume("ayt", manager)
+
+
+__all__ = [
+    "AYT",
+    "SERPRAM",
+    "get_ayt_stats",
+    "get_serpram_stats",
+    "get_state",
+    "get_stats",
+    "init_all_schedulers",
+    "init_ayt_scheduler",
+    "init_scheduler",
+    "init_serpram_scheduler",
+    "pause",
+    "pause_ayt_scheduler",
+    "pause_serpram_scheduler",
+    "resume",
+    "resume_ayt_scheduler",
+    "resume_serpram_scheduler",
+    "run_ayt_sync_now",
+    "run_now",
+    "run_serpram_sync_now",
+    "set_default_manager",
+]
