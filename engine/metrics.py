@@ -41,6 +41,7 @@ logger = logging.getLogger("engine.metrics")
 DURATION_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900)
 LATENESS_BUCKETS_S = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
 # A cron job's id is `<schedule>:<tick ms>` (fire_schedule-10.lua); ticks are 13 digits.
+_MAX_SEQ = 2**64 - 1  # the largest sequence part of a stream id
 _SCHEDULE_JOB = re.compile(r"^(?P<schedule>.+):(?P<tick>\d{13})$")
 
 
@@ -136,12 +137,21 @@ class EventFeed:
         The feed delivers what happened after it first reached Redis (its origin, in Redis
         time), for every queue, including queues created later: a queue registered a moment
         after its first jobs ran still has those jobs counted, and history before the origin
-        is never replayed.
+        is never replayed. Queues known at the origin start exactly at their newest id.
         """
+        streams = {q.keys.events: name for name, q in self.manager.queues.items()}
         if self._origin is None:
             sec, usec = await self.manager.client.time()
-            self._origin = f"{int(sec) * 1000 + int(usec) // 1000}-0"
-        streams = {q.keys.events: name for name, q in self.manager.queues.items()}
+            now_ms = int(sec) * 1000 + int(usec) // 1000
+            # Everything from the start millisecond on: the last id of the one before.
+            self._origin = f"{now_ms - 1}-{_MAX_SEQ}"
+            keys = list(streams)
+            async with self.manager.client.pipeline(transaction=False) as pipe:
+                for key in keys:
+                    pipe.xrevrange(key, count=1)
+                tails = await pipe.execute() if keys else []
+            for key, tail in zip(keys, tails, strict=True):
+                self._last[key] = tail[0][0] if tail else self._origin
         for key in streams:
             self._last.setdefault(key, self._origin)
         return streams
