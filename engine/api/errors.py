@@ -17,7 +17,14 @@ from redis.exceptions import BusyLoadingError, ResponseError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from ..errors import InvalidJobState, JobNotFound, LeaseLost, QueueNotFound, RedisUnavailable
+from ..errors import (
+    InvalidJobState,
+    JobNotFound,
+    LeaseLost,
+    QueueNotFound,
+    RedisUnavailable,
+    ScheduleNotFound,
+)
 from .auth import AuthFailed
 
 logger = logging.getLogger("engine.api")
@@ -98,7 +105,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except AuthFailed as exc:
         err = unauthorized(str(exc))
         return error_response(err.status, err.message, None, err.headers)
-    except (QueueNotFound, JobNotFound) as exc:
+    except (QueueNotFound, JobNotFound, ScheduleNotFound) as exc:
         return error_response(404, str(exc))
     except (InvalidJobState, LeaseLost) as exc:
         return error_response(409, str(exc))

@@ -38,7 +38,8 @@ async def health(request: web.Request) -> web.Response:
                 pipe.time()
                 for q in queues:
                     q._queue_stats(pipe)
-                    pipe.zcard(q.keys.schedules)
+                    # paused schedules sit at +inf and need no leader
+                    pipe.zcount(q.keys.schedules, "-inf", "(inf")
                     pipe.exists(q.keys.lease)
                 results = await pipe.execute()
             now_ms = int(results[0][0]) * 1000 + int(results[0][1]) // 1000
