@@ -1,0 +1,281 @@
+"""The service as a user runs it: ``python -m engine run`` in a subprocess, over HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import signal
+import sys
+import textwrap
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+import redis.asyncio as aioredis
+from helpers import wait_for
+
+import engine.service as service
+from engine.api import AuthConfig
+from engine.redis_server import RedisServer, free_port
+from engine.service import ServiceOptions, resolve_redis
+
+SLOW_PROCESSOR = """
+import asyncio
+
+async def slow(job, ctx):
+    await ctx.manager.client.incr("ledger:" + job.id)
+    await asyncio.sleep(1.0)
+    return {"done": job.id}
+"""
+
+CONFIG = """
+[engine]
+prefix = "svc"
+
+[schedules.slow]
+queue = "slow-q"
+cron = "0 0 1 1 *"
+processor = "slowproc:slow"
+concurrency = 1
+"""
+
+
+class Proc:
+    def __init__(self, proc: asyncio.subprocess.Process, port: int, log: Path) -> None:
+        self.proc, self.port, self.log = proc, port, log
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def wait_exit(self, timeout_s: float = 60.0) -> int:
+        return await asyncio.wait_for(self.proc.wait(), timeout_s)
+
+
+@asynccontextmanager
+async def engine_process(tmp_path: Path, env: dict[str, str], *args: str) -> AsyncIterator[Proc]:
+    port = free_port()
+    log = tmp_path / f"engine-{port}.log"
+    with log.open("wb") as out:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "engine",
+            "run",
+            "--port",
+            str(port),
+            *args,
+            cwd=tmp_path,
+            env=env,
+            stdout=out,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+    p = Proc(proc, port, log)
+    try:
+        yield p
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+
+
+def _env(tmp_path: Path, redis_url: str, secret: str) -> dict[str, str]:
+    (tmp_path / "slowproc.py").write_text(textwrap.dedent(SLOW_PROCESSOR))
+    (tmp_path / "engine.toml").write_text(CONFIG)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ENGINE_", "REDIS_"))}
+    env.update(
+        {
+            "REDIS_URL": redis_url,
+            "ENGINE_JWT_SECRET": secret,
+            "ENGINE_CONFIG": str(tmp_path / "engine.toml"),
+            "PYTHONPATH": str(tmp_path),
+            "ENGINE_SHUTDOWN_TIMEOUT_S": "20",
+        }
+    )
+    return env
+
+
+async def _get(session: aiohttp.ClientSession, url: str, token: str | None = None) -> Any:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    async with session.get(url, headers=headers) as resp:
+        return resp.status, await resp.json()
+
+
+async def _healthy(session: aiohttp.ClientSession, proc: Proc) -> bool:
+    if proc.proc.returncode is not None:
+        raise AssertionError(f"engine exited early:\n{proc.log.read_text()}")
+    try:
+        status, body = await _get(session, proc.base + "/api/queues/health")
+    except aiohttp.ClientError:
+        return False
+    return status == 200 and "slow-q" in body["details"]
+
+
+async def test_sigterm_mid_job_drains_and_loses_nothing(
+    tmp_path: Path, redis_factory: Callable[..., RedisServer]
+) -> None:
+    server = redis_factory()
+    secret = secrets.token_hex(32)
+    token = AuthConfig.hs256(secret).mint("ops", "admin")
+    env = _env(tmp_path, server.url, secret)
+    r = aioredis.Redis.from_url(server.url, decode_responses=True)
+    keys = "svc:{slow-q}:"
+    async with aiohttp.ClientSession() as session:
+        async with engine_process(tmp_path, env) as proc:
+            await wait_for(lambda: _healthy(session, proc), timeout_s=30)
+            job_ids = []
+            for _ in range(3):
+                async with session.post(
+                    proc.base + "/api/queues/slow/run",
+                    headers={"Authorization": f"Bearer {token}"},
+                ) as resp:
+                    assert resp.status == 200
+                    job_ids.append((await resp.json())["jobId"])
+
+            async def one_active() -> bool:
+                return bool(await r.zcard(keys + "active"))
+
+            await wait_for(one_active, timeout_s=30)
+            running = (await r.zrange(keys + "active", 0, -1))[0]
+            proc.proc.send_signal(signal.SIGTERM)
+            assert await proc.wait_exit() == 0
+        log = proc.log.read_text()
+        # the job that was running finished during the drain; the others wait, none lost
+        assert await r.zscore(keys + "completed", running) is not None
+        assert await r.zcard(keys + "active") == 0
+        for job_id in job_ids:
+            states = [
+                s
+                for s in ("wait", "completed", "delayed", "failed")
+                if await r.zscore(keys + s, job_id) is not None
+            ]
+            assert len(states) == 1, (job_id, states)
+        assert not await r.exists(keys + "lease")  # leader lease released on exit
+        order = [
+            log.index("Signal received"),
+            log.index("HTTP stopped"),
+            log.index("Leader lease of queue slow-q released"),
+            log.index("Workers drained"),
+        ]
+        assert order == sorted(order)
+        assert secret not in log and token not in log
+
+        # a restarted instance finishes what was left, each job exactly once
+        async with engine_process(tmp_path, env) as proc:
+            await wait_for(lambda: _healthy(session, proc), timeout_s=30)
+
+            async def all_done() -> bool:
+                return await r.zcard(keys + "completed") == 3
+
+            await wait_for(all_done, timeout_s=30)
+            proc.proc.send_signal(signal.SIGINT)
+            assert await proc.wait_exit() == 0
+    for job_id in job_ids:
+        assert await r.get("ledger:" + job_id) == "1"
+    await r.aclose()
+
+
+async def test_api_only_and_worker_only(
+    tmp_path: Path, redis_factory: Callable[..., RedisServer]
+) -> None:
+    server = redis_factory()
+    secret = secrets.token_hex(32)
+    token = AuthConfig.hs256(secret).mint("ops", "admin")
+    env = _env(tmp_path, server.url, secret)
+    r = aioredis.Redis.from_url(server.url, decode_responses=True)
+    async with aiohttp.ClientSession() as session:
+        async with engine_process(tmp_path, env, "--api-only") as proc:
+            await wait_for(lambda: _healthy(session, proc), timeout_s=30)
+
+            async def registered() -> bool:
+                status, body = await _get(session, proc.base + "/api/schedules", token)
+                return status == 200 and all(s["registered"] for s in body["schedules"])
+
+            await wait_for(registered, timeout_s=30)
+            async with session.post(
+                proc.base + "/api/queues/slow/run", headers={"Authorization": f"Bearer {token}"}
+            ) as resp:
+                assert resp.status == 200
+            # no worker here: the job waits
+            status, body = await _get(session, proc.base + "/api/queues/slow-q/stats", token)
+            assert status == 200
+            assert body["stats"]["waiting"] == 1
+            proc.proc.send_signal(signal.SIGTERM)
+            assert await proc.wait_exit() == 0
+        # worker-only: no HTTP, needs no JWT key, and runs the waiting job
+        env_worker = {k: v for k, v in env.items() if k != "ENGINE_JWT_SECRET"}
+        async with engine_process(tmp_path, env_worker, "--worker-only") as proc:
+
+            async def done() -> bool:
+                if proc.proc.returncode is not None:
+                    raise AssertionError(proc.log.read_text())
+                return await r.zcard("svc:{slow-q}:completed") == 1
+
+            await wait_for(done, timeout_s=30)
+            with pytest.raises(aiohttp.ClientError):
+                await _get(session, proc.base + "/api/queues/health")
+            proc.proc.send_signal(signal.SIGTERM)
+            assert await proc.wait_exit() == 0
+    await r.aclose()
+
+
+async def test_refuses_to_start_without_a_jwt_key(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ENGINE_", "REDIS_"))}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "engine",
+        "run",
+        cwd=tmp_path,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    _, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 2
+    assert b"export ENGINE_JWT_SECRET=" in err
+    assert b"python -m engine token --role admin" in err
+
+
+def test_private_redis_is_started_with_aof_and_owned_by_one_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_ping = service.ping
+
+    def no_default_redis(host: str, port: int, timeout_s: float = 0.5) -> bool:
+        return False if port == 6379 else real_ping(host, port, timeout_s)
+
+    monkeypatch.setattr(service, "ping", no_default_redis)
+    target = resolve_redis({}, tmp_path)
+    try:
+        assert target.server is not None
+        assert "started a private redis-server" in target.how
+        assert str(tmp_path / "redis") in target.how
+        url = (tmp_path / "redis" / "url").read_text().strip()
+        assert url == target.settings.url
+        assert service.private_redis_url(tmp_path) == url
+        args = target.server._args()
+        assert args[args.index("--appendonly") + 1] == "yes"
+        with pytest.raises(RuntimeError, match="another engine process owns"):
+            resolve_redis({}, tmp_path)
+    finally:
+        target.stop()
+    assert service.private_redis_url(tmp_path) is None
+    # REDIS_URL wins, and its password never shows
+    other = resolve_redis({"REDIS_URL": "redis://:hunter2@127.0.0.1:1/0"}, tmp_path)
+    assert "hunter2" not in other.how and other.server is None
+
+
+def test_service_options_from_env_and_flags() -> None:
+    opts = ServiceOptions.from_env({"ENGINE_PORT": "4000", "ENGINE_HOST": "0.0.0.0"})
+    assert (opts.host, opts.port) == ("0.0.0.0", 4000)
+    assert ServiceOptions.from_env({"ENGINE_PORT": "4000"}, port=5000).port == 5000
+    assert ServiceOptions.from_env({}).port == 3001
+    with pytest.raises(ValueError, match="ENGINE_PORT"):
+        ServiceOptions.from_env({"ENGINE_PORT": "http"})
+    with pytest.raises(ValueError, match="port"):
+        ServiceOptions(port=70000)
