@@ -9,6 +9,16 @@ Every deployment a user may have is a URL:
   (``rediss-sentinel://`` for TLS to the data nodes).
 
 The rest of the engine does not care which one it got.
+
+Replica acknowledgement (``wait_replicas``): Redis replicates asynchronously, so a write
+acknowledged by a primary that dies a moment later may never reach the replica that
+replaces it. With ``wait_replicas = N`` every job add (and every schedule fire) is followed,
+in the same pipeline and so on the same connection, by ``WAIT N wait_timeout_ms``: the
+call returns only once N replicas have the write, or raises :class:`ReplicationTimeout`
+(the write *is* on the primary; re-adding with the same ``job_id`` is safe). It narrows
+the loss window of a failover; it does not close it: WAIT is not a consensus protocol, a
+replica that acknowledged may still not be the one promoted, and a worker may take a job
+from the primary before WAIT returns. See docs/OPERATIONS.md for measured figures.
 """
 
 from __future__ import annotations
@@ -25,7 +35,11 @@ from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import NoScriptError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from .errors import EngineError
+from .scripts import _QUEUED, LuaScript
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 _SCHEMES = (
@@ -56,6 +70,8 @@ class RedisSettings:
     tls_cert_file: str | None = None
     tls_key_file: str | None = None
     tls_verify: bool = True
+    wait_replicas: int = 0
+    wait_timeout_ms: int = 1000
 
     def __post_init__(self) -> None:
         scheme = urlsplit(self.url).scheme
@@ -67,19 +83,39 @@ class RedisSettings:
             raise ValueError("socket_timeout_s and connect_timeout_s must be positive")
         if self.retries < 0:
             raise ValueError("retries must be >= 0")
+        if self.wait_replicas < 0:
+            raise ValueError(f"wait_replicas must be >= 0, got {self.wait_replicas}")
+        if self.wait_replicas and not 0 < self.wait_timeout_ms < self.socket_timeout_s * 1000:
+            # WAIT 0 blocks forever, and a WAIT longer than the socket timeout would be
+            # cut off by the client and read as a connection failure.
+            raise ValueError(
+                f"wait_timeout_ms must be positive and below socket_timeout_s "
+                f"({self.socket_timeout_s * 1000:.0f} ms), got {self.wait_timeout_ms}"
+            )
         if self.kind == "sentinel" and not self._sentinel_service():
             raise ValueError("a redis-sentinel:// URL must name the service: .../<service>")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> RedisSettings:
-        """Read ``REDIS_URL`` (default ``redis://127.0.0.1:6379/0``) and the TLS files
-        ``REDIS_TLS_CA_FILE``, ``REDIS_TLS_CERT_FILE``, ``REDIS_TLS_KEY_FILE``."""
+        """Read ``REDIS_URL`` (default ``redis://127.0.0.1:6379/0``), the TLS files
+        ``REDIS_TLS_CA_FILE``, ``REDIS_TLS_CERT_FILE``, ``REDIS_TLS_KEY_FILE``, and
+        ``REDIS_WAIT_REPLICAS`` / ``REDIS_WAIT_TIMEOUT_MS``."""
         env = os.environ if env is None else env
+
+        def integer(name: str, default: int) -> int:
+            raw = env.get(name) or str(default)
+            try:
+                return int(raw)
+            except ValueError:
+                raise ValueError(f"{name} must be an integer, got {raw!r}") from None
+
         return cls(
             url=env.get("REDIS_URL") or DEFAULT_REDIS_URL,
             tls_ca_file=env.get("REDIS_TLS_CA_FILE") or None,
             tls_cert_file=env.get("REDIS_TLS_CERT_FILE") or None,
             tls_key_file=env.get("REDIS_TLS_KEY_FILE") or None,
+            wait_replicas=integer("REDIS_WAIT_REPLICAS", 0),
+            wait_timeout_ms=integer("REDIS_WAIT_TIMEOUT_MS", 1000),
         )
 
     @property
@@ -140,6 +176,18 @@ class RedisSettings:
         }
 
 
+class _SentinelManagedRedis(Redis):
+    """The master's client; closing it also closes the connections to the sentinels."""
+
+    sentinel_manager: Sentinel | None = None
+
+    async def aclose(self, close_connection_pool: bool | None = None) -> None:
+        await super().aclose(close_connection_pool)
+        if self.sentinel_manager is not None:
+            for client in self.sentinel_manager.sentinels:
+                await client.aclose()
+
+
 def create_client(settings: RedisSettings, *, socket_timeout_s: float | None = None) -> Any:
     """A redis-py asyncio client that fails fast: short retries, bounded timeouts.
 
@@ -172,7 +220,11 @@ def create_client(settings: RedisSettings, *, socket_timeout_s: float | None = N
             **settings._credentials(),
             **settings._tls_kwargs(),
         )
-        return sentinel.master_for(settings._sentinel_service(), db=db)
+        client = sentinel.master_for(
+            settings._sentinel_service(), redis_class=_SentinelManagedRedis, db=db
+        )
+        client.sentinel_manager = sentinel
+        return client
     tls_kwargs = settings._tls_kwargs()
     tls_kwargs.pop("ssl", None)  # implied by the rediss:// scheme
     return Redis.from_url(
@@ -181,3 +233,60 @@ def create_client(settings: RedisSettings, *, socket_timeout_s: float | None = N
         **common,
         **{k: v for k, v in tls_kwargs.items() if v is not None},
     )
+
+
+class ReplicationTimeout(EngineError):
+    """Fewer replicas than asked acknowledged a write within the WAIT timeout. The write
+    is on the primary and may still be lost if it fails over now; ``job_ids`` names what
+    was written (re-adding them with the same ids is a no-op if they survived)."""
+
+    def __init__(self, message: str, *, acked: int, wanted: int, job_ids: list[str]) -> None:
+        super().__init__(message)
+        self.acked = acked
+        self.wanted = wanted
+        self.job_ids = job_ids
+
+
+def _queue_wait(pipe: Any, replicas: int, timeout_ms: int, key: str) -> None:
+    cluster = getattr(pipe, "cluster_client", None)
+    if cluster is None:
+        pipe.execute_command("WAIT", replicas, timeout_ms)
+    else:  # WAIT has no key: send it to the node owning the slot the writes went to
+        node = cluster.get_node_from_key(key)
+        pipe.execute_command("WAIT", replicas, timeout_ms, target_nodes=node)
+
+
+async def execute_acked(
+    client: Any, pipe: Any, replicas: int, timeout_ms: int, key: str
+) -> tuple[list[Any], int]:
+    """Run ``pipe`` (script calls on ``key``'s slot) followed by ``WAIT replicas
+    timeout_ms`` on the same connection; returns the results and the number of replicas
+    that acknowledged every write (the minimum over rounds).
+
+    Like :func:`engine.scripts.execute`, calls that came back NOSCRIPT are re-sent, here
+    as EVAL in a second pipeline with its own WAIT, because WAIT only covers writes made
+    on its own connection.
+    """
+    queued: dict[int, tuple[LuaScript, Any, Any]] = pipe.__dict__.pop(_QUEUED, {})
+    _queue_wait(pipe, replicas, timeout_ms, key)
+    results: list[Any] = list(await pipe.execute(raise_on_error=False))
+    acked = results.pop()
+    retry = [i for i, r in enumerate(results) if isinstance(r, NoScriptError) and i in queued]
+    if retry:
+        async with client.pipeline(transaction=False) as again:
+            for i in retry:
+                script, keys, args = queued[i]
+                again.execute_command("EVAL", script.source, script.num_keys, *keys, *args)
+            _queue_wait(again, replicas, timeout_ms, key)
+            second = list(await again.execute(raise_on_error=False))
+        acked2 = second.pop()
+        for i, result in zip(retry, second, strict=True):
+            results[i] = result
+        if isinstance(acked2, Exception) or isinstance(acked, Exception):
+            acked = acked if isinstance(acked, Exception) else acked2
+        else:
+            acked = min(acked, acked2)
+    for result in [*results, acked]:
+        if isinstance(result, Exception):
+            raise result
+    return results, int(acked)

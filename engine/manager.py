@@ -16,6 +16,7 @@ from .queue import Queue, QueueStats
 from .store import DEFAULT_MAX_EVENTS, Store
 
 if TYPE_CHECKING:
+    from .checks import CheckReport
     from .lock import LeaseConfig
     from .pool import Handler
     from .scheduler import Scheduler
@@ -71,7 +72,13 @@ class QueueManager:
             if options is not None:
                 existing.default_job_options = options
             return existing
-        queue = Queue(self.store, name, options)
+        queue = Queue(
+            self.store,
+            name,
+            options,
+            wait_replicas=self.settings.wait_replicas,
+            wait_timeout_ms=self.settings.wait_timeout_ms,
+        )
         self._queues[name] = queue
         return queue
 
@@ -207,6 +214,16 @@ class QueueManager:
         return list(self._workers)
 
     # -- lifecycle --------------------------------------------------------------
+
+    async def check(self, lease: LeaseConfig | None = None) -> CheckReport:
+        """Startup checks (see :mod:`engine.checks`): raises ``StartupCheckError`` for
+        Redis < 7.0 or a lease timing the client's socket timeout makes unsafe; warns
+        (logged and in the report) when ``maxmemory-policy`` is not ``noeviction``."""
+        from .checks import check_leader_lease, check_redis
+
+        if lease is not None:
+            check_leader_lease(lease, self.settings)
+        return await check_redis(self.client)
 
     async def close_all(self) -> None:
         """Close workers and schedulers started through this manager, then the client."""

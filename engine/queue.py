@@ -13,6 +13,7 @@ from typing import Any
 
 import orjson
 
+from .connection import ReplicationTimeout, execute_acked
 from .errors import JobNotFound, raise_for_code
 from .job import DEFAULT_JOB_NAME, Job, JobState
 from .keys import QueueKeys, validate_queue_name
@@ -89,12 +90,21 @@ class Queue:
     """A named queue in Redis. Get one from :meth:`QueueManager.create_queue`."""
 
     def __init__(
-        self, store: Store, name: str, default_job_options: JobOptions | None = None
+        self,
+        store: Store,
+        name: str,
+        default_job_options: JobOptions | None = None,
+        *,
+        wait_replicas: int = 0,
+        wait_timeout_ms: int = 1000,
     ) -> None:
         self.name = validate_queue_name(name)
         self.store = store
         self.keys: QueueKeys = store.keys(name)
         self.default_job_options = default_job_options or JobOptions()
+        # Opt-in replica acknowledgement of adds (RedisSettings.wait_replicas).
+        self.wait_replicas = wait_replicas
+        self.wait_timeout_ms = wait_timeout_ms
 
     def __repr__(self) -> str:
         return f"Queue({self.name!r})"
@@ -152,7 +162,10 @@ class Queue:
         """Add one job. A fixed ``job_id`` that exists already returns the existing job and
         adds nothing. Raises ``ValueError`` naming a bad option or non-JSON data."""
         prepared = self._prepare(data, opts, name)
-        result = await self.store.scripts.add_job(self._add_keys(), prepared.args)
+        if self.wait_replicas:
+            (result,) = await self._add_acked([prepared])
+        else:
+            result = await self.store.scripts.add_job(self._add_keys(), prepared.args)
         if not int(result[1]):
             return await self._existing(str(result[0]))
         return self._added(result, prepared)
@@ -175,15 +188,42 @@ class Queue:
                 raise ValueError(f"jobs[{i}]: {exc}") from None
         if not prepared:
             return []
-        keys = self._add_keys()
-        async with self.store.client.pipeline(transaction=False) as pipe:
-            for p in prepared:
-                await self.store.scripts.add_job(keys, p.args, client=pipe)
-            results = await execute(pipe)
+        if self.wait_replicas:
+            results = await self._add_acked(prepared)
+        else:
+            keys = self._add_keys()
+            async with self.store.client.pipeline(transaction=False) as pipe:
+                for p in prepared:
+                    await self.store.scripts.add_job(keys, p.args, client=pipe)
+                results = await execute(pipe)
         return [
             self._added(r, p) if int(r[1]) else await self._existing(str(r[0]))
             for r, p in zip(results, prepared, strict=True)
         ]
+
+    async def _add_acked(self, prepared: Sequence[_Prepared]) -> list[Any]:
+        """Add in one pipeline followed by WAIT on the same connection; raise
+        ``ReplicationTimeout`` when fewer replicas than asked have the jobs."""
+        keys = self._add_keys()
+        client = self.store.client
+        async with client.pipeline(transaction=False) as pipe:
+            for p in prepared:
+                await self.store.scripts.add_job(keys, p.args, client=pipe)
+            results, acked = await execute_acked(
+                client, pipe, self.wait_replicas, self.wait_timeout_ms, self.keys.wait
+            )
+        if acked < self.wait_replicas:
+            ids = [str(r[0]) for r in results]
+            raise ReplicationTimeout(
+                f"{len(ids)} job(s) written to the primary of queue {self.name} but only "
+                f"{acked} of {self.wait_replicas} replica(s) acknowledged within "
+                f"{self.wait_timeout_ms} ms; they may be lost on failover (re-add with the "
+                "same job_id to be safe)",
+                acked=acked,
+                wanted=self.wait_replicas,
+                job_ids=ids,
+            )
+        return results
 
     async def get_stats(self) -> QueueStats:
         """Counts per state, O(1) in Redis (a few ZCARDs in one round trip)."""

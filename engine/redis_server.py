@@ -1,20 +1,27 @@
-"""Start and control a private ``redis-server`` process.
+"""Start and control private ``redis-server`` processes and topologies.
 
-Tests use it to get isolated servers they may kill, freeze or restart on purpose;
-``python -m engine run`` uses it when no Redis is configured and none answers.
+Tests and the chaos suite use it to get isolated servers they may kill, freeze or restart
+on purpose: one server (optionally TLS-only, optionally with AOF), a Redis Cluster of N
+masters, and a Sentinel set (master, replica, three sentinels). ``python -m engine run``
+uses it when no Redis is configured and none answers.
 """
 
 from __future__ import annotations
 
+import datetime
+import ipaddress
 import os
 import random
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 MIN_REDIS_VERSION = (7, 0)
 INSTALL_HINT = (
@@ -57,20 +64,182 @@ def redis_server_binary() -> str:
     return path
 
 
-def ping(host: str, port: int, timeout_s: float = 0.5) -> bool:
-    """True when a Redis server answers PING on host:port (no auth, no TLS)."""
+def ping(host: str, port: int, timeout_s: float = 0.5, tls: TlsFiles | None = None) -> bool:
+    """True when a Redis server answers PING on host:port (no auth; TLS with ``tls``)."""
     try:
-        with socket.create_connection((host, port), timeout=timeout_s) as sock:
-            sock.sendall(b"PING\r\n")
-            return sock.recv(64).startswith((b"+PONG", b"-NOAUTH"))
+        with socket.create_connection((host, port), timeout=timeout_s) as raw:
+            if tls is None:
+                raw.sendall(b"PING\r\n")
+                return raw.recv(64).startswith((b"+PONG", b"-NOAUTH"))
+            with tls.client_context().wrap_socket(raw, server_hostname=host) as sock:
+                sock.sendall(b"PING\r\n")
+                return sock.recv(64).startswith((b"+PONG", b"-NOAUTH"))
     except OSError:
         return False
+
+
+@dataclass(frozen=True, slots=True)
+class TlsFiles:
+    """PEM files of a private CA, a server certificate for 127.0.0.1/localhost and a
+    client certificate, all signed by that CA (see :func:`make_tls_files`)."""
+
+    ca_file: str
+    cert_file: str
+    key_file: str
+    client_cert_file: str
+    client_key_file: str
+
+    def client_context(self) -> ssl.SSLContext:
+        ctx = ssl.create_default_context(cafile=self.ca_file)
+        ctx.load_cert_chain(self.client_cert_file, self.client_key_file)
+        return ctx
+
+
+def make_tls_files(directory: str | Path, days: int = 2) -> TlsFiles:
+    """Generate a throw-away CA plus server and client certificates (EC P-256) with the
+    ``cryptography`` package. For tests and local setups only."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    out = Path(directory)
+    out.mkdir(parents=True, exist_ok=True)
+    now = datetime.datetime.now(datetime.UTC)
+
+    def name(cn: str) -> x509.Name:
+        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+
+    def write_key(key: ec.EllipticCurvePrivateKey, path: Path) -> None:
+        path.write_bytes(
+            key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+        )
+        path.chmod(0o600)
+
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_cert = (
+        x509.CertificateBuilder()
+        .subject_name(name("engine test CA"))
+        .issuer_name(name("engine test CA"))
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=days))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(
+            x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    (out / "ca.crt").write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
+
+    def leaf(cn: str, usage: x509.ObjectIdentifier, stem: str) -> None:
+        key = ec.generate_private_key(ec.SECP256R1())
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(name(cn))
+            .issuer_name(ca_cert.subject)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=days))
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+            .add_extension(
+                x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
+                critical=False,
+            )
+        )
+        if usage == ExtendedKeyUsageOID.SERVER_AUTH:
+            builder = builder.add_extension(
+                x509.SubjectAlternativeName(
+                    [
+                        x509.DNSName("localhost"),
+                        x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+                    ]
+                ),
+                critical=False,
+            )
+        cert = builder.sign(ca_key, hashes.SHA256())
+        (out / f"{stem}.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        write_key(key, out / f"{stem}.key")
+
+    leaf("127.0.0.1", ExtendedKeyUsageOID.SERVER_AUTH, "server")
+    leaf("engine client", ExtendedKeyUsageOID.CLIENT_AUTH, "client")
+    return TlsFiles(
+        ca_file=str(out / "ca.crt"),
+        cert_file=str(out / "server.crt"),
+        key_file=str(out / "server.key"),
+        client_cert_file=str(out / "client.crt"),
+        client_key_file=str(out / "client.key"),
+    )
+
+
+def _sync_client(host: str, port: int, *, tls: TlsFiles | None = None, **kwargs: Any) -> Any:
+    import redis
+
+    if tls is not None:
+        kwargs.update(
+            ssl=True,
+            ssl_ca_certs=tls.ca_file,
+            ssl_certfile=tls.client_cert_file,
+            ssl_keyfile=tls.client_key_file,
+        )
+    return redis.Redis(host=host, port=port, decode_responses=True, **kwargs)
+
+
+# What the engine needs, and no more: data commands, scripts, WAIT/HELLO (@connection),
+# MULTI (@transaction), and TIME, which the scripts call and which is in none of the
+# data categories. Everything @dangerous (CONFIG, KEYS, FLUSHALL, INFO, DEBUG) stays off.
+ENGINE_ACL_CATEGORIES = "+@read +@write +@scripting +@connection +@transaction -@dangerous +time"
+
+
+def create_acl_user(
+    server: RedisServer,
+    username: str,
+    password: str,
+    key_patterns: tuple[str, ...],
+    *,
+    categories: str = ENGINE_ACL_CATEGORIES,
+    extra_rules: tuple[str, ...] = (),
+) -> None:
+    """Create (or reset) a least-privilege ACL user on ``server`` (run as the default
+    user): on, ``>password``, only ``key_patterns`` (e.g. ``engine:*``), the command
+    ``categories``, plus ``extra_rules`` such as ``+info`` or ``+wait``."""
+    client = _sync_client("127.0.0.1", server.port, tls=server.tls)
+    try:
+        rules = ["reset", "on", f">{password}", *(f"~{p}" for p in key_patterns)]
+        rules += categories.split() + list(extra_rules)
+        client.execute_command("ACL", "SETUSER", username, *rules)
+    finally:
+        client.close()
 
 
 class RedisServer:
     """One ``redis-server`` child process on a loopback port with a private data dir.
 
-    ``persistence`` selects AOF (``"always"``, ``"everysec"``) or none (``None``).
+    ``persistence`` selects AOF (``"always"``, ``"everysec"``) or none (``None``). With
+    ``tls`` the server listens on ``port`` with TLS only (no plain-text port) and asks
+    clients for a certificate signed by the CA (``tls_auth_clients``: ``yes``,
+    ``optional`` or ``no``).
     """
 
     def __init__(
@@ -80,22 +249,49 @@ class RedisServer:
         data_dir: str | Path | None = None,
         persistence: str | None = None,
         extra_args: tuple[str, ...] = (),
+        tls: TlsFiles | None = None,
+        tls_auth_clients: str = "optional",
     ) -> None:
         self.port = port or free_port()
         self._own_dir = data_dir is None
         self.data_dir = Path(data_dir or tempfile.mkdtemp(prefix="engine-redis-"))
         self.persistence = persistence
         self.extra_args = extra_args
+        self.tls = tls
+        self.tls_auth_clients = tls_auth_clients
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        scheme = "rediss" if self.tls else "redis"
+        return f"{scheme}://127.0.0.1:{self.port}/0"
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process is not None else None
+
+    def client(self, **kwargs: Any) -> Any:
+        """A synchronous redis-py client to this server (admin and assertions)."""
+        return _sync_client("127.0.0.1", self.port, tls=self.tls, **kwargs)
+
+    def _port_args(self) -> list[str]:
+        if self.tls is None:
+            return ["--port", str(self.port)]
+        t = self.tls
+        return [
+            "--port", "0",
+            "--tls-port", str(self.port),
+            "--tls-cert-file", t.cert_file,
+            "--tls-key-file", t.key_file,
+            "--tls-ca-cert-file", t.ca_file,
+            "--tls-auth-clients", self.tls_auth_clients,
+            "--tls-replication", "yes",
+        ]  # fmt: skip
 
     def _args(self) -> list[str]:
         args = [
             redis_server_binary(),
-            "--port", str(self.port),
+            *self._port_args(),
             "--bind", "127.0.0.1",
             "--dir", str(self.data_dir),
             "--save", "",
@@ -120,7 +316,7 @@ class RedisServer:
             if self.process.poll() is not None:
                 log = (self.data_dir / "redis.log").read_text(errors="replace")[-2000:]
                 raise RuntimeError(f"redis-server exited at start on port {self.port}:\n{log}")
-            if ping("127.0.0.1", self.port):
+            if ping("127.0.0.1", self.port, tls=self.tls):
                 return self
             time.sleep(0.01)
         self.stop()
@@ -233,4 +429,177 @@ class RedisCluster:
 
     def cleanup(self) -> None:
         for node in self.nodes:
+            node.cleanup()
+
+
+class SentinelProcess(RedisServer):
+    """One ``redis-server --sentinel`` process with its own (rewritable) config file."""
+
+    def __init__(
+        self,
+        service: str,
+        master_port: int,
+        *,
+        quorum: int = 2,
+        down_after_ms: int = 1000,
+        failover_timeout_ms: int = 5000,
+    ) -> None:
+        super().__init__()
+        self.service = service
+        self.master_port = master_port
+        self.quorum = quorum
+        self.down_after_ms = down_after_ms
+        self.failover_timeout_ms = failover_timeout_ms
+
+    def _args(self) -> list[str]:
+        conf = self.data_dir / "sentinel.conf"
+        if not conf.exists():  # Sentinel rewrites it; keep its state across restarts
+            s = self.service
+            conf.write_text(
+                f"port {self.port}\n"
+                "bind 127.0.0.1\n"
+                f"dir {self.data_dir}\n"
+                f"logfile {self.data_dir / 'redis.log'}\n"
+                f"sentinel monitor {s} 127.0.0.1 {self.master_port} {self.quorum}\n"
+                f"sentinel down-after-milliseconds {s} {self.down_after_ms}\n"
+                f"sentinel failover-timeout {s} {self.failover_timeout_ms}\n"
+                f"sentinel parallel-syncs {s} 1\n"
+            )
+        return [redis_server_binary(), str(conf), "--sentinel"]
+
+
+class RedisSentinel:
+    """A Sentinel-managed primary/replica set on free loopback ports: one master, one
+    replica (``--replicaof``), and three sentinels (quorum 2, down-after 1000 ms).
+
+    ``persistence`` applies to both data nodes; ``min_replicas_to_write`` sets the
+    master's (and, after a failover, the promoted replica's) ``min-replicas-to-write``.
+    """
+
+    def __init__(
+        self,
+        service: str = "engine",
+        *,
+        sentinels: int = 3,
+        quorum: int = 2,
+        down_after_ms: int = 1000,
+        persistence: str | None = None,
+        min_replicas_to_write: int = 0,
+    ) -> None:
+        self.service = service
+        common = ("--min-replicas-to-write", str(min_replicas_to_write),
+                  "--min-replicas-max-lag", "10", "--repl-diskless-sync", "no")  # fmt: skip
+        self.master = RedisServer(persistence=persistence, extra_args=common)
+        self.replica = RedisServer(
+            persistence=persistence,
+            extra_args=(*common, "--replicaof", "127.0.0.1", str(self.master.port)),
+        )
+        self.sentinels = [
+            SentinelProcess(service, self.master.port, quorum=quorum, down_after_ms=down_after_ms)
+            for _ in range(sentinels)
+        ]
+
+    @property
+    def url(self) -> str:
+        hosts = ",".join(f"127.0.0.1:{s.port}" for s in self.sentinels)
+        return f"redis-sentinel://{hosts}/{self.service}"
+
+    @property
+    def data_nodes(self) -> list[RedisServer]:
+        return [self.master, self.replica]
+
+    def start(self, timeout_s: float = 20.0) -> RedisSentinel:
+        try:
+            for node in (self.master, self.replica, *self.sentinels):
+                node.start()
+            self._wait_ready(timeout_s)
+        except BaseException:
+            self.cleanup()
+            raise
+        return self
+
+    def _sentinel_call(self, *args: str) -> Any:
+        last: Exception | None = None
+        for sentinel in self.sentinels:
+            if sentinel.process is None or sentinel.process.poll() is not None:
+                continue
+            client = sentinel.client(socket_timeout=1)
+            try:
+                return client.execute_command(*args)
+            except Exception as exc:  # try the next sentinel
+                last = exc
+            finally:
+                client.close()
+        raise RuntimeError(f"no sentinel answered {args!r}: {last}")
+
+    def master_port(self) -> int:
+        """The master's port as the sentinels currently report it."""
+        host_port = self._sentinel_call("SENTINEL", "GET-MASTER-ADDR-BY-NAME", self.service)
+        return int(host_port[1])
+
+    def node(self, port: int) -> RedisServer:
+        return next(n for n in self.data_nodes if n.port == port)
+
+    def _wait_ready(self, timeout_s: float) -> None:
+        """Until the replica is in sync and every sentinel knows the replica and the
+        other sentinels (so a failover can reach quorum)."""
+        deadline = time.monotonic() + timeout_s
+        others = len(self.sentinels) - 1
+        while time.monotonic() < deadline:
+            try:
+                replica = self.replica.client(socket_timeout=1)
+                try:
+                    info = replica.info("replication")
+                finally:
+                    replica.close()
+                ready = info.get("master_link_status") == "up"
+                for sentinel in self.sentinels:
+                    client = sentinel.client(socket_timeout=1)
+                    try:
+                        replicas = client.execute_command("SENTINEL", "REPLICAS", self.service)
+                        peers = client.execute_command("SENTINEL", "SENTINELS", self.service)
+                    finally:
+                        client.close()
+                    ready = ready and len(replicas) >= 1 and len(peers) >= others
+                if ready:
+                    return
+            except Exception:  # not up yet
+                pass
+            time.sleep(0.1)
+        raise RuntimeError("Sentinel set did not become ready (replica sync / discovery)")
+
+    def kill_master(self, timeout_s: float = 20.0) -> tuple[RedisServer, float]:
+        """SIGKILL the current master and wait until the sentinels promote the replica.
+        Returns the killed node and the failover time in seconds (kill -> new address)."""
+        old = self.node(self.master_port())
+        started = time.monotonic()
+        old.kill()
+        deadline = started + timeout_s
+        while time.monotonic() < deadline:
+            try:
+                if self.master_port() != old.port:
+                    return old, time.monotonic() - started
+            except RuntimeError:
+                pass
+            time.sleep(0.05)
+        raise RuntimeError("Sentinel failover did not happen in time")
+
+    def rejoin(self, node: RedisServer, timeout_s: float = 20.0) -> None:
+        """Restart a killed former master and wait until the sentinels have turned it
+        into a replica of the current master."""
+        node.start()
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            client = node.client(socket_timeout=1)
+            try:
+                info = client.info("replication")
+            finally:
+                client.close()
+            if info.get("role") == "slave" and info.get("master_link_status") == "up":
+                return
+            time.sleep(0.1)
+        raise RuntimeError(f"node {node.port} did not rejoin as a replica")
+
+    def cleanup(self) -> None:
+        for node in (*self.sentinels, self.replica, self.master):
             node.cleanup()
