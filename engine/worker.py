@@ -255,7 +255,8 @@ class Worker:
             else None,
         )
         self._outage = _Outage(f"worker {self.id} of queue {queue_name}", o.reconnect_max_s)
-        self._attempts: dict[str, _Attempt] = {}
+        # Keyed by (job id, token): a token is unique per job only.
+        self._attempts: dict[tuple[str, str], _Attempt] = {}
         self._busy = 0
         self._pending: list[_Finish] = []
         self._wake = asyncio.Event()
@@ -344,6 +345,7 @@ class Worker:
         self._runner.shutdown()
         if self._block_client is not None:
             await self._block_client.aclose()
+        self._attempts.clear()
         logger.info("Worker %s of queue %s closed", self.id, self.queue_name)
 
     async def _release(self, attempts: list[_Attempt]) -> None:
@@ -440,7 +442,7 @@ class Worker:
                 # A script error will not heal by retrying: leave these jobs to stalled
                 # recovery rather than loop on them.
                 for f in finishes:
-                    self._attempts.pop(f.attempt.token, None)
+                    self._attempts.pop((f.attempt.job.id, f.attempt.token), None)
             else:
                 self._pending = finishes + self._pending
             return backoff_s
@@ -526,7 +528,7 @@ class Worker:
         )
         attempt = _Attempt(self, job, token)
         job._runtime = attempt
-        self._attempts[token] = attempt
+        self._attempts[(job_id, token)] = attempt
         self._busy += 1
         attempt.task = asyncio.create_task(self._run(attempt))
         logger.info("Job %s active in queue %s", job_id, self.queue_name)
@@ -620,7 +622,7 @@ class Worker:
     def _finished(self, f: _Finish, result: Any) -> None:
         attempt = f.attempt
         job = attempt.job
-        self._attempts.pop(attempt.token, None)
+        self._attempts.pop((job.id, attempt.token), None)
         if isinstance(result, int):
             if result == -2:
                 logger.warning(
@@ -671,8 +673,8 @@ class Worker:
                 self._outage.failed(exc)
                 continue
             self._outage.ok()
-            for token in lost:
-                attempt = self._attempts.get(token)
+            for job_id, token in lost:
+                attempt = self._attempts.get((job_id, token))
                 if attempt is not None and not attempt.lost:
                     attempt.lost = True
                     logger.warning(

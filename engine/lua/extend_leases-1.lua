@@ -8,8 +8,8 @@
   ARGV[2] lease duration (ms)
   ARGV[3..] pairs: job id, lease token
 
-  Returns the tokens whose lease is lost (tokens, not ids: after a recovery the same
-  worker may hold a new attempt of a job whose old attempt it lost)
+  Returns the lost leases as {job id, token} pairs (a worker may hold a new attempt of a
+  job whose old attempt it lost, so the id alone is ambiguous)
 ]]
 local activeKey = KEYS[1]
 local jobPrefix, leaseMs = ARGV[1], tonumber(ARGV[2])
@@ -24,7 +24,7 @@ for i = 3, #ARGV, 2 do
       and redis.call("ZSCORE", activeKey, jobId) then
     redis.call("ZADD", activeKey, "XX", now + leaseMs, jobId)
   else
-    lost[#lost + 1] = token
+    lost[#lost + 1] = {jobId, token}
   end
 end
 return lost
