@@ -1,0 +1,22 @@
+"""Scenarios: each is ``async def run(bench)`` recording metrics for every system."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from bench.harness import Bench
+from bench.scenarios import commands, cron, enqueue, idle, latency, memory, processing
+
+Scenario = Callable[[Bench], Awaitable[None]]
+
+SCENARIOS: dict[str, Scenario] = {
+    "enqueue": enqueue.run,
+    "processing": processing.run,
+    "latency": latency.run,
+    "memory": memory.run,
+    "commands": commands.run,
+    "idle": idle.run,
+    "cron": cron.run,
+}
+
+__all__ = ["SCENARIOS", "Scenario"]
