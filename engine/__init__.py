@@ -8,12 +8,23 @@ from .errors import (
     LeaseLost,
     QueueNotFound,
     RedisUnavailable,
+    ScheduleNotFound,
     UnrecoverableError,
 )
 from .job import Job, JobState
+from .lock import LeaderLease, LeaseConfig
 from .manager import QueueManager
 from .options import Backoff, JobOptions, Retention
 from .queue import BulkJob, Queue, QueueStats
+from .scheduler import (
+    ScheduleDefinition,
+    Scheduler,
+    ScheduleState,
+    define_schedule,
+    get_schedule_state,
+    run_schedule_now,
+    upsert_schedule,
+)
 from .worker import RateLimit, Worker, WorkerOptions
 
 __all__ = [
@@ -25,6 +36,8 @@ __all__ = [
     "JobNotFound",
     "JobOptions",
     "JobState",
+    "LeaderLease",
+    "LeaseConfig",
     "LeaseLost",
     "Queue",
     "QueueManager",
@@ -34,7 +47,15 @@ __all__ = [
     "RedisSettings",
     "RedisUnavailable",
     "Retention",
+    "ScheduleDefinition",
+    "ScheduleNotFound",
+    "ScheduleState",
+    "Scheduler",
     "UnrecoverableError",
     "Worker",
     "WorkerOptions",
+    "define_schedule",
+    "get_schedule_state",
+    "run_schedule_now",
+    "upsert_schedule",
 ]
