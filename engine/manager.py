@@ -171,6 +171,8 @@ class QueueManager:
         if existing is not None:
             existing.wake()
             return existing
+        kwargs.setdefault("wait_replicas", self.settings.wait_replicas)
+        kwargs.setdefault("wait_timeout_ms", self.settings.wait_timeout_ms)
         scheduler = Scheduler(self.store, queue, lease, **kwargs).start()
         self._schedulers[queue] = scheduler
         self._closers.append(scheduler.close)

@@ -31,6 +31,7 @@ from typing import Any, Literal, cast
 
 import orjson
 
+from .connection import execute_acked
 from .cron import InvalidCron, Schedule, next_fire, parse_schedule
 from .errors import ErrorCode, ScheduleNotFound
 from .job import Job
@@ -497,8 +498,13 @@ class Scheduler:
         instance_id: str | None = None,
         clock_offset_ms: int = 0,
         ledger_len: int = DEFAULT_LEDGER_LEN,
+        wait_replicas: int = 0,
+        wait_timeout_ms: int = 1000,
     ) -> None:
         self.store = store
+        # Opt-in: each fire is followed by WAIT on its connection (RedisSettings.wait_replicas).
+        self.wait_replicas = wait_replicas
+        self.wait_timeout_ms = wait_timeout_ms
         self.queue = validate_queue_name(queue)
         self.keys = store.keys(queue)
         self.lease = LeaderLease(store, queue, lease, instance_id=instance_id)
@@ -662,34 +668,47 @@ class Scheduler:
         self, name: str, fingerprint: str, due: int, plan: FirePlan
     ) -> tuple[int, int, int]:
         keys = self.keys
-        result = await self.store.scripts.fire_schedule(
-            [
-                keys.lease,
-                keys.meta,
-                keys.schedules,
-                keys.schedule(name),
-                keys.schedule_ledger(name),
-                keys.wait,
-                keys.active,
-                keys.delayed,
-                keys.events,
-                keys.marker,
-            ],
-            [
-                self.lease.token,
-                self.lease.epoch,
-                name,
-                fingerprint,
-                due,
-                "" if plan.next_ms is None else plan.next_ms,
-                ",".join(map(str, plan.fire)),
-                ",".join(map(str, plan.missed)),
-                plan.extra_missed,
-                keys.job_prefix,
-                self.store.max_events,
-                self.ledger_len,
-            ],
-        )
+        fire_keys = [
+            keys.lease,
+            keys.meta,
+            keys.schedules,
+            keys.schedule(name),
+            keys.schedule_ledger(name),
+            keys.wait,
+            keys.active,
+            keys.delayed,
+            keys.events,
+            keys.marker,
+        ]
+        fire_args: list[str | int] = [
+            self.lease.token,
+            self.lease.epoch,
+            name,
+            fingerprint,
+            due,
+            "" if plan.next_ms is None else plan.next_ms,
+            ",".join(map(str, plan.fire)),
+            ",".join(map(str, plan.missed)),
+            plan.extra_missed,
+            keys.job_prefix,
+            self.store.max_events,
+            self.ledger_len,
+        ]
+        if not self.wait_replicas:
+            result = await self.store.scripts.fire_schedule(fire_keys, fire_args)
+        else:
+            async with self.store.client.pipeline(transaction=False) as pipe:
+                await self.store.scripts.fire_schedule(fire_keys, fire_args, client=pipe)
+                (result,), acked = await execute_acked(
+                    self.store.client, pipe, self.wait_replicas, self.wait_timeout_ms, keys.meta
+                )
+            if acked < self.wait_replicas and int(result[0]) > 0:
+                # Fired on the primary; a failover now could roll the fire back and let
+                # the next leader fire the tick again (docs/OPERATIONS.md).
+                logger.warning(
+                    "Schedule %s of queue %s: fire acknowledged by %d of %d replica(s)",
+                    name, self.queue, acked, self.wait_replicas,
+                )  # fmt: skip
         code, missed, server_now = (int(v) for v in result)
         return code, missed, server_now
 

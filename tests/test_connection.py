@@ -3,6 +3,7 @@ node (Sentinel, TLS/ACL and Cluster have their own files)."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 import pytest
@@ -132,5 +133,28 @@ async def test_wait_re_sends_scripts_missing_after_a_flush_and_still_waits(redis
         with pytest.raises(ReplicationTimeout):
             await manager.create_queue("w").add_bulk([{"data": 1}, {"data": 2}])
         assert (await manager.get_stats("w")).waiting == 2
+    finally:
+        await manager.close_all()
+
+
+async def test_fires_with_wait_still_fire_and_warn_when_no_replica_acknowledges(
+    redis_server, prefix, caplog
+):
+    from engine.scheduler import define_schedule, upsert_schedule
+
+    settings = RedisSettings(url=redis_server.url, wait_replicas=1, wait_timeout_ms=20)
+    manager = QueueManager(prefix=prefix, settings=settings)
+    try:
+        await upsert_schedule(manager.store, define_schedule("t", "s", every_ms=100))
+        lease = LeaseConfig(ttl_ms=3000, renew_interval_ms=1000, margin_ms=300)
+        with caplog.at_level(logging.WARNING, logger="engine.scheduler"):
+            scheduler = manager.start_scheduler("s", lease)
+            assert scheduler.wait_replicas == 1
+            for _ in range(100):
+                if scheduler.fired >= 2:
+                    break
+                await asyncio.sleep(0.05)
+        assert scheduler.fired >= 2
+        assert "acknowledged by 0 of 1 replica" in caplog.text
     finally:
         await manager.close_all()
