@@ -39,7 +39,7 @@ from redis.exceptions import NoScriptError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from .errors import EngineError
-from .scripts import _QUEUED, LuaScript
+from .scripts import _QUEUED, EncodableArg, LuaScript
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 _SCHEMES = (
@@ -247,13 +247,19 @@ class ReplicationTimeout(EngineError):
         self.job_ids = job_ids
 
 
-def _queue_wait(pipe: Any, replicas: int, timeout_ms: int, key: str) -> None:
+def queue_on_key_node(pipe: Any, key: str, *command: EncodableArg) -> None:
+    """Queue a keyless command (``TIME``, ``WAIT``) on a pipeline. On a Cluster it goes
+    to the node serving ``key``'s slot (the node whose clock the scripts read, or whose
+    replicas a WAIT is about); redis-py refuses ``pipe.time()`` on a Cluster pipeline."""
     cluster = getattr(pipe, "cluster_client", None)
     if cluster is None:
-        pipe.execute_command("WAIT", replicas, timeout_ms)
-    else:  # WAIT has no key: send it to the node owning the slot the writes went to
-        node = cluster.get_node_from_key(key)
-        pipe.execute_command("WAIT", replicas, timeout_ms, target_nodes=node)
+        pipe.execute_command(*command)
+    else:
+        pipe.execute_command(*command, target_nodes=cluster.get_node_from_key(key))
+
+
+def _queue_wait(pipe: Any, replicas: int, timeout_ms: int, key: str) -> None:
+    queue_on_key_node(pipe, key, "WAIT", replicas, timeout_ms)
 
 
 async def execute_acked(

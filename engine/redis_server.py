@@ -603,3 +603,71 @@ class RedisSentinel:
     def cleanup(self) -> None:
         for node in (*self.sentinels, self.replica, self.master):
             node.cleanup()
+
+
+def _cluster_ids(nodes: list[RedisServer]) -> dict[int, str]:
+    ids = {}
+    for node in nodes:
+        client = node.client()
+        try:
+            ids[node.port] = str(client.execute_command("CLUSTER", "MYID"))
+        finally:
+            client.close()
+    return ids
+
+
+def slot_owner(cluster: RedisCluster, slot: int) -> RedisServer:
+    """The node that serves ``slot`` now (per the first node's view)."""
+    client = cluster.nodes[0].client()
+    try:
+        ranges = client.execute_command("CLUSTER", "SLOTS")
+    finally:
+        client.close()
+    for entry in ranges:
+        start, end, master = entry[0], entry[1], entry[2]
+        if int(start) <= slot <= int(end):
+            return next(n for n in cluster.nodes if n.port == int(master[1]))
+    raise RuntimeError(f"slot {slot} is not served by any node")
+
+
+def migrate_slot(
+    cluster: RedisCluster,
+    slot: int,
+    target: RedisServer,
+    *,
+    batch: int = 10,
+    pause_s: float = 0.0,
+) -> int:
+    """Move ``slot`` to ``target`` by hand, as ``redis-cli --cluster reshard`` does:
+    IMPORTING / MIGRATING, MIGRATE the keys in batches (``pause_s`` between batches keeps
+    the slot half-moved for a while, so clients meet ASK and TRYAGAIN), then SETSLOT NODE
+    on every node. Returns the number of keys moved."""
+    source = slot_owner(cluster, slot)
+    if source.port == target.port:
+        return 0
+    ids = _cluster_ids(cluster.nodes)
+    src, dst = source.client(), target.client()
+    moved = 0
+    try:
+        dst.execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", ids[source.port])
+        src.execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", ids[target.port])
+        while True:
+            keys = src.execute_command("CLUSTER", "GETKEYSINSLOT", slot, batch)
+            if not keys:
+                break
+            src.execute_command(
+                "MIGRATE", "127.0.0.1", target.port, "", 0, 5000, "REPLACE", "KEYS", *keys
+            )
+            moved += len(keys)
+            if pause_s:
+                time.sleep(pause_s)
+        for node in (target, source, *cluster.nodes):
+            client = node.client()
+            try:
+                client.execute_command("CLUSTER", "SETSLOT", slot, "NODE", ids[target.port])
+            finally:
+                client.close()
+    finally:
+        src.close()
+        dst.close()
+    return moved

@@ -31,7 +31,7 @@ from typing import Any, Literal, cast
 
 import orjson
 
-from .connection import execute_acked
+from .connection import execute_acked, queue_on_key_node
 from .cron import InvalidCron, Schedule, next_fire, parse_schedule
 from .errors import ErrorCode, ScheduleNotFound
 from .job import Job
@@ -593,7 +593,7 @@ class Scheduler:
 
         async with self.store.client.pipeline(transaction=False) as pipe:
             pipe.zrange(self.keys.schedules, 0, 0, withscores=True)
-            pipe.time()
+            queue_on_key_node(pipe, self.keys.schedules, "TIME")  # pipe.time() fails on Cluster
             earliest, (sec, usec) = await pipe.execute()
         self._sync(int(sec) * 1000 + int(usec) // 1000)
         if not earliest or earliest[0][1] == float("inf"):
