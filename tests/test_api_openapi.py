@@ -17,6 +17,7 @@ import requests
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 from schemathesis import GenerationMode
+from schemathesis.specs.openapi.checks import positive_data_acceptance
 from test_api_helpers import AUTH, manual_run_targets, register_seed_queues
 
 from engine import QueueManager
@@ -119,7 +120,12 @@ def test_schemathesis_fuzz_finds_no_failures(
         suppress_health_check=list(HealthCheck),
     )
     def fuzz(case: schemathesis.Case) -> None:
-        case.call_and_validate(base_url=live_api.base, session=session, headers=headers)
+        # The page bound (end - start < 1000) spans two parameters, which a schema cannot
+        # express: a schema-valid wide range is rightly refused with 400 there.
+        excluded = [positive_data_acceptance] if case.operation.label.endswith("/jobs") else []
+        case.call_and_validate(
+            base_url=live_api.base, session=session, headers=headers, excluded_checks=excluded
+        )
 
     try:
         fuzz()

@@ -288,6 +288,8 @@ async def test_a_10kb_queue_name_is_refused(api: Api, client: aioredis.Redis) ->
         ("start=0&end=1000", "end"),
         ("state=bogus", "state"),
         ("state=", "state"),
+        ("limit=5", "limit"),
+        ("=null", ""),
     ],
 )
 async def test_job_range_abuse_is_400_naming_the_field(api: Api, query: str, field: str) -> None:

@@ -18,13 +18,14 @@ from ..manager import QueueManager
 from .auth import AuthConfig
 from .errors import error_middleware
 from .guard import guard_middleware
-from .openapi import build_openapi
+from .openapi import build_openapi, query_params
 from .routes import ROUTES
 from .state import (
     ACCESS,
     AUTH,
     MANAGER,
     OPENAPI_DOC,
+    QUERY_PARAMS,
     RUN_TARGETS,
     SCHEDULES,
     SETTINGS,
@@ -59,6 +60,7 @@ def create_app(
     app[SCHEDULES] = schedules
     app[ACCESS] = {r.name: r.access for r in ROUTES}
     app[OPENAPI_DOC] = build_openapi(ROUTES)
+    app[QUERY_PARAMS] = query_params(app[OPENAPI_DOC])
     for route in ROUTES:
         app.router.add_route(route.method, route.path, route.handler, name=route.name)
 

@@ -81,7 +81,10 @@ def error_response(
         body["field"] = field
     body["timestamp"] = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
     return web.Response(
-        body=orjson.dumps(body), status=status, content_type="application/json", headers=headers
+        body=orjson.dumps(body) + b"\n",
+        status=status,
+        content_type="application/json",
+        headers=headers,
     )
 
 

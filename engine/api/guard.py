@@ -12,7 +12,7 @@ from aiohttp import web
 
 from .auth import AuthFailed, bearer_token
 from .errors import ApiError, Handler, unauthorized
-from .state import ACCESS, AUTH, PRINCIPAL, SETTINGS
+from .state import ACCESS, AUTH, PRINCIPAL, QUERY_PARAMS, SETTINGS
 
 PUBLIC = "public"
 READ = "read"
@@ -35,5 +35,10 @@ async def guard_middleware(request: web.Request, handler: Handler) -> web.Stream
         if access == ADMIN and not principal.is_admin:
             raise ApiError(403, "admin role required")
         request[PRINCIPAL] = principal
+    if route_name and access is not None:
+        allowed = request.app[QUERY_PARAMS].get(route_name, frozenset())
+        unknown = sorted(set(request.query) - allowed)
+        if unknown:
+            raise ApiError(400, f"unknown query parameter {unknown[0]!r}", field=unknown[0])
     async with asyncio.timeout(settings.request_timeout_s):
         return await handler(request)

@@ -175,12 +175,13 @@ OPERATIONS: dict[str, tuple[str, list[dict[str, Any]], dict[str, Any] | None, di
                 "in": "query",
                 "schema": {"enum": [s.value for s in JobState], "default": "waiting"},
             },
-            {"name": "start", "in": "query", "schema": {**_INT, "default": 0}},
+            {"name": "start", "in": "query", "schema": {**_INT, "maximum": 10**9, "default": 0}},
             {
                 "name": "end",
                 "in": "query",
-                "description": f"inclusive; at most {MAX_PAGE} jobs per page",
-                "schema": _INT,
+                "description": f"inclusive, >= start; at most {MAX_PAGE} jobs per page "
+                "(end - start < 1000), else 400",
+                "schema": {**_INT, "maximum": 10**9},
             },
         ],
         None,
@@ -297,3 +298,13 @@ def build_openapi(routes: Iterable[Route] = ROUTES) -> dict[str, Any]:
         "paths": paths,
         "components": COMPONENTS,
     }
+
+
+def query_params(doc: dict[str, Any]) -> dict[str, frozenset[str]]:
+    """Operation id -> the query parameters the document declares for it."""
+    out: dict[str, frozenset[str]] = {}
+    for ops in doc["paths"].values():
+        for op in ops.values():
+            names = [p["name"] for p in op.get("parameters", []) if p["in"] == "query"]
+            out[op["operationId"]] = frozenset(names)
+    return out

@@ -27,7 +27,9 @@ def iso_ms(epoch_ms: int | None) -> str | None:
 
 
 def reply(body: Mapping[str, Any], status: int = 200) -> web.Response:
-    return web.Response(body=orjson.dumps(body), status=status, content_type="application/json")
+    return web.Response(
+        body=orjson.dumps(body) + b"\n", status=status, content_type="application/json"
+    )
 
 
 def ok(**fields: Any) -> web.Response:

@@ -72,6 +72,8 @@ RUN_TARGETS = web.AppKey[Mapping[str, RunTarget]]("run_targets")
 SCHEDULES = web.AppKey[ScheduleReader | None]("schedules")
 # route name -> access level ("public", "read", "admin"), filled from the routes table
 ACCESS = web.AppKey[Mapping[str, str]]("access")
+# route name -> the query parameters it accepts (from the OpenAPI document); others are 400
+QUERY_PARAMS = web.AppKey[Mapping[str, frozenset[str]]]("query_params")
 
 PRINCIPAL = web.RequestKey("principal", Principal)
 OPENAPI_DOC = web.AppKey[dict[str, Any]]("openapi")
