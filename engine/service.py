@@ -177,7 +177,15 @@ def run_targets(manager: QueueManager, declared: Mapping[str, ScheduleConfig]) -
 
     def target(sc: ScheduleConfig) -> RunTarget:
         async def run(actor: str) -> Job:
-            return await schedulers.run_now(sc.name, manager, actor)
+            job = await schedulers.run_now(sc.name, manager, actor)
+            # The audit trail: who asked for this out-of-band run.
+            await manager.client.xadd(
+                manager.store.keys(sc.queue).events,
+                {"event": "manual", "schedule": sc.name, "jobId": job.id, "by": actor},
+                maxlen=manager.store.max_events,
+                approximate=True,
+            )
+            return job
 
         return RunTarget(name=sc.name, queue=sc.queue, label=sc.name.upper(), run=run)
 

@@ -136,6 +136,10 @@ async def test_sigterm_mid_job_drains_and_loses_nothing(
                     assert resp.status == 200
                     job_ids.append((await resp.json())["jobId"])
 
+            events = await r.xrange(keys + "events")
+            manual = [f for _, f in events if f.get("event") == "manual"]
+            assert [(f["jobId"], f["by"]) for f in manual] == [(j, "ops") for j in job_ids]
+
             async def one_active() -> bool:
                 return bool(await r.zcard(keys + "active"))
 
