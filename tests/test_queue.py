@@ -6,7 +6,7 @@ import orjson
 import pytest
 
 from engine import InvalidJobState, JobNotFound, JobState, QueueManager, QueueNotFound
-from engine.queue import MAX_PAGE
+from engine.queue import ADD_BATCH, MAX_PAGE
 
 
 async def test_add_job_writes_hash_wait_entry_and_event(manager, client):
@@ -98,6 +98,25 @@ async def test_bad_input_raises_and_writes_nothing(manager, client, prefix, data
     with pytest.raises(ValueError, match=message):
         await q.add(data, opts)
     assert await client.keys(f"{prefix}:*") == []
+
+
+async def test_add_bulk_across_script_batches_keeps_fifo_order_and_fixed_ids(manager, client):
+    q = manager.create_queue("batches")
+    first = await q.add({"x": 0}, {"jobId": "fixed-1"})
+    n = ADD_BATCH * 2 + 7
+    jobs = [{"data": i} for i in range(n)]
+    jobs.insert(ADD_BATCH + 3, {"data": "dup", "opts": {"jobId": "fixed-1"}})
+    jobs.append({"data": "later", "opts": {"delay": 60_000}})
+    added = await q.add_bulk(jobs)
+    assert len(added) == len(jobs)
+    assert added[ADD_BATCH + 3].id == first.id and added[ADD_BATCH + 3].data == {"x": 0}
+    assert added[-1].state == JobState.DELAYED
+    fresh = [j for j in added if j.id != first.id and j.state == JobState.WAITING]
+    assert [j.data for j in fresh] == list(range(n))
+    waiting = await client.zrange(q.keys.wait, 0, -1)
+    assert waiting == [first.id] + [j.id for j in fresh]
+    assert await client.zscore(q.keys.marker, "d") == added[-1].timestamp + 60_000
+    assert await client.xlen(q.keys.events) == 1 + n + 1
 
 
 async def test_add_bulk_is_all_or_nothing_on_validation(manager, client, prefix):

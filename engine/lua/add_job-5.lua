@@ -1,6 +1,8 @@
 --[[
-  Add one job: a new hash plus an entry in `wait` (or `delayed` when it has a delay).
-  A fixed job id that already exists returns the existing job and writes nothing.
+  Add a batch of jobs (one or more): for each, a new hash plus an entry in `wait` (or
+  `delayed` when it has a delay). A fixed job id that already exists is left as it is.
+  One call per batch rather than per job: the per-call cost of a script (argument tables,
+  TIME, the sequence counter, the wake-up marker) is paid once for the batch.
 
   KEYS[1] meta      hash: `seq` counter, `paused` flag
   KEYS[2] wait      zset: score = priority * 2^32 + sequence
@@ -9,60 +11,83 @@
   KEYS[5] marker    zset: wakes one blocked worker
 
   ARGV[1] job key prefix (`<prefix>:{<queue>}:job:`)
-  ARGV[2] fixed job id, or "" to take the next sequence number
-  ARGV[3] job name
-  ARGV[4] data (JSON)
-  ARGV[5] opts (JSON)
-  ARGV[6] delay (ms, >= 0)
-  ARGV[7] priority (0 = none, 1 = highest)
-  ARGV[8] events stream max length (approximate)
+  ARGV[2] events stream max length (approximate)
+  then 6 per job, from ARGV[3]:
+    fixed job id, or "" to take the next sequence number
+    job name
+    data (JSON)
+    opts (JSON)
+    delay (ms, >= 0)
+    priority (0 = none, 1 = highest)
 
-  Returns {job id, 1 if created or 0 if the fixed id already existed, now (ms)}
+  Returns {now (ms), then per job: job id, 1 if created or 0 if the fixed id existed}
 ]]
 local metaKey, waitKey, delayedKey, eventsKey, markerKey = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
-local jobPrefix, fixedId, name, data, opts = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
-local delay, priority, maxEvents = tonumber(ARGV[6]), tonumber(ARGV[7]), ARGV[8]
+local jobPrefix, maxEvents = ARGV[1], ARGV[2]
+local count = (#ARGV - 2) / 6
 
 local t = redis.call("TIME")
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 
-local jobId = fixedId
-if fixedId ~= "" and redis.call("EXISTS", jobPrefix .. fixedId) == 1 then
-  return {fixedId, 0, now}
-end
-local seq = redis.call("HINCRBY", metaKey, "seq", 1)
-if fixedId == "" then
-  jobId = tostring(seq)
+-- One counter bump for the batch; a fixed id that already exists leaves a gap, harmless.
+local seq = redis.call("HINCRBY", metaKey, "seq", count) - count
+local result = {now}
+local anyWaiting, firstDue = false, nil
+
+for j = 0, count - 1 do
+  local base = 3 + j * 6
+  local fixedId, name, data, opts = ARGV[base], ARGV[base + 1], ARGV[base + 2], ARGV[base + 3]
+  local delay, priority = tonumber(ARGV[base + 4]), tonumber(ARGV[base + 5])
+  seq = seq + 1
+  local jobId = fixedId
+  if fixedId == "" then
+    jobId = tostring(seq)
+  end
+  local jobKey = jobPrefix .. jobId
+  if fixedId ~= "" and redis.call("EXISTS", jobKey) == 1 then
+    result[#result + 1] = jobId
+    result[#result + 1] = 0
+  else
+    -- Defaults are left out (no `name` for the default name, no `opts` for "{}", `atm`
+    -- absent means 0): every byte of a waiting job is multiplied by the queue length.
+    local fields = {"data", data, "ts", now}
+    if name ~= "__default__" then
+      fields[#fields + 1] = "name"
+      fields[#fields + 1] = name
+    end
+    if opts ~= "{}" then
+      fields[#fields + 1] = "opts"
+      fields[#fields + 1] = opts
+    end
+    if priority > 0 then
+      fields[#fields + 1] = "pri"
+      fields[#fields + 1] = priority
+    end
+    redis.call("HSET", jobKey, unpack(fields))
+    if delay > 0 then
+      local due = now + delay
+      redis.call("ZADD", delayedKey, due, jobId)
+      redis.call("XADD", eventsKey, "MAXLEN", "~", maxEvents, "*", "event", "delayed", "jobId",
+        jobId, "delay", delay)
+      if firstDue == nil or due < firstDue then
+        firstDue = due
+      end
+    else
+      redis.call("ZADD", waitKey, priority * 4294967296 + (seq % 4294967296), jobId)
+      redis.call("XADD", eventsKey, "MAXLEN", "~", maxEvents, "*", "event", "waiting", "jobId",
+        jobId)
+      anyWaiting = true
+    end
+    result[#result + 1] = jobId
+    result[#result + 1] = 1
+  end
 end
 
-local jobKey = jobPrefix .. jobId
--- Defaults are left out (no `name` for the default name, no `opts` for "{}", `atm` absent
--- means 0): every byte of a waiting job is multiplied by the queue length.
-local fields = {"data", data, "ts", now}
-if name ~= "__default__" then
-  fields[#fields + 1] = "name"
-  fields[#fields + 1] = name
-end
-if opts ~= "{}" then
-  fields[#fields + 1] = "opts"
-  fields[#fields + 1] = opts
-end
-if priority > 0 then
-  fields[#fields + 1] = "pri"
-  fields[#fields + 1] = priority
-end
-redis.call("HSET", jobKey, unpack(fields))
-
-if delay > 0 then
-  local due = now + delay
-  redis.call("ZADD", delayedKey, due, jobId)
-  redis.call("XADD", eventsKey, "MAXLEN", "~", maxEvents, "*", "event", "delayed", "jobId", jobId,
-    "delay", delay)
+if firstDue ~= nil then
   -- Wake a worker so it re-arms its blocking timeout for this (maybe earlier) due time.
-  redis.call("ZADD", markerKey, due, "d")
-else
-  redis.call("ZADD", waitKey, priority * 4294967296 + (seq % 4294967296), jobId)
-  redis.call("XADD", eventsKey, "MAXLEN", "~", maxEvents, "*", "event", "waiting", "jobId", jobId)
+  redis.call("ZADD", markerKey, firstDue, "d")
+end
+if anyWaiting then
   redis.call("ZADD", markerKey, 0, "w")
 end
-return {jobId, 1, now}
+return result
