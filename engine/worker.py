@@ -311,8 +311,10 @@ class Worker:
         self._closed = True
         self._closing = True
         self._wake.set()
-        if self._blocker is not None:
-            self._blocker.cancel()
+        blocker = self._blocker
+        if blocker is not None:
+            blocker.cancel()
+            await asyncio.gather(blocker, return_exceptions=True)
         handlers = [a.task for a in self._attempts.values() if a.task and not a.task.done()]
         if handlers:
             await asyncio.wait(handlers, timeout=max(timeout_s, 0))
@@ -481,8 +483,8 @@ class Worker:
             return
         exc = blocker.exception()
         if exc is not None:
-            if not isinstance(exc, _REDIS_ERRORS):
-                raise exc
+            # Whatever the blocking call raised (redis-py may raise odd errors for a
+            # connection torn down mid-handshake), the worker backs off, never dies.
             await asyncio.sleep(self._outage.failed(exc))
 
     async def _sleep_or_wake(self, delay_s: float) -> None:
