@@ -298,3 +298,34 @@ def test_service_logs_carry_no_tracebacks() -> None:
     assert service.OneLineErrors().filter(record)
     assert record.exc_info is None
     assert record.getMessage() == "Error x (ValueError)"
+
+
+async def test_redis_down_at_startup_gives_503_then_recovers(
+    tmp_path: Path, redis_factory: Callable[..., RedisServer]
+) -> None:
+    port = free_port()
+    secret = secrets.token_hex(32)
+    env = _env(tmp_path, f"redis://127.0.0.1:{port}/0", secret)
+    async with aiohttp.ClientSession() as session, engine_process(tmp_path, env) as proc:
+
+        async def unhealthy() -> bool:
+            if proc.proc.returncode is not None:
+                raise AssertionError(proc.log.read_text())
+            try:
+                status, body = await _get(session, proc.base + "/api/queues/health")
+            except aiohttp.ClientError:
+                return False
+            return status == 503 and body["status"] == "unhealthy"
+
+        await wait_for(unhealthy, timeout_s=30)
+        redis_factory(port=port)  # Redis arrives late: the same process recovers
+        await wait_for(lambda: _healthy(session, proc), timeout_s=60)
+
+        async def registered() -> bool:
+            token = AuthConfig.hs256(secret).mint("ops", "viewer")
+            status, body = await _get(session, proc.base + "/api/schedules", token)
+            return status == 200 and all(s["registered"] for s in body["schedules"])
+
+        await wait_for(registered, timeout_s=60)
+        proc.proc.send_signal(signal.SIGTERM)
+        assert await proc.wait_exit() == 0
