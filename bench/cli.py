@@ -23,7 +23,7 @@ from typing import Any
 from bench import report
 from bench.harness import PROFILES, Bench
 from bench.peers import PEERS, SYSTEMS
-from bench.scenarios import SCENARIOS
+from bench.scenarios import EXTRAS, SCENARIOS
 from engine.redis_server import redis_server_binary
 
 RESULTS_DIR = Path(__file__).parent / "results"
@@ -70,9 +70,10 @@ async def run(profile: str, scenarios: list[str], systems: list[str]) -> dict[st
         for name in scenarios:
             t0 = time.monotonic()
             print(f"-- {name} ...", file=sys.stderr, flush=True)
-            await SCENARIOS[name](bench)
+            await {**SCENARIOS, **EXTRAS}[name](bench)
             print(f"   {name} took {time.monotonic() - t0:.1f} s", file=sys.stderr, flush=True)
         metrics = [m.to_dict() for m in bench.metrics.values()]
+        details = bench.details
     return {
         "meta": {
             "profile": profile,
@@ -88,13 +89,14 @@ async def run(profile: str, scenarios: list[str], systems: list[str]) -> dict[st
             "commands": [],
         },
         "metrics": metrics,
+        "details": details,
     }
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument(
-        "what", nargs="+", help=f"quick, full, or scenarios: {', '.join(SCENARIOS)}"
+        "what", nargs="+", help=f"quick, full, or scenarios: {', '.join([*SCENARIOS, *EXTRAS])}"
     )
     parser.add_argument("--profile", choices=sorted(PROFILES), help="override the profile")
     parser.add_argument(
@@ -109,7 +111,7 @@ def main(argv: list[str] | None = None) -> None:
     if whole:
         profile, scenarios = args.profile or args.what[0], list(SCENARIOS)
     else:
-        unknown = [w for w in args.what if w not in SCENARIOS]
+        unknown = [w for w in args.what if w not in SCENARIOS and w not in EXTRAS]
         if unknown:
             parser.error(f"unknown scenario(s): {', '.join(unknown)}")
         profile, scenarios = args.profile or "quick", args.what

@@ -40,12 +40,14 @@ class Profile:
     command_jobs: int
     idle_window_s: float
     cron_window_s: float
+    # Rounds of the scenarios that count bytes or commands rather than time them.
+    count_rounds: int
 
 
 PROFILES = {
-    "smoke": Profile("smoke", 1, 0.2, 50, 200, 20, 100.0, 50, 0.5, 2.0),
-    "quick": Profile("quick", 3, 1.0, 2000, 10_000, 300, 200.0, 2000, 5.0, 12.0),
-    "full": Profile("full", 5, 3.0, 5000, 20_000, 1000, 200.0, 5000, 20.0, 60.0),
+    "smoke": Profile("smoke", 1, 0.2, 50, 200, 20, 100.0, 50, 0.5, 2.0, 1),
+    "quick": Profile("quick", 3, 1.0, 2000, 5000, 300, 200.0, 2000, 11.0, 12.0, 1),
+    "full": Profile("full", 5, 3.0, 5000, 20_000, 1000, 200.0, 5000, 31.0, 60.0, 3),
 }
 
 
@@ -87,6 +89,8 @@ class Bench:
         # Last measured rate per (system, setting): sizes the next round's job count.
         self.rates: dict[tuple[str, str], float] = {}
         self.admin: aioredis.Redis | None = None
+        # Extra per-system detail for the JSON (e.g. which commands an idle worker sends).
+        self.details: dict[str, dict[str, Any]] = {}
 
     async def __aenter__(self) -> Bench:
         self.server.start()
@@ -144,9 +148,11 @@ class Bench:
         k = round_no % len(self.systems)
         return self.systems[k:] + self.systems[:k]
 
-    async def rounds(self, body: Callable[[str], Awaitable[None]]) -> None:
+    async def rounds(
+        self, body: Callable[[str], Awaitable[None]], rounds: int | None = None
+    ) -> None:
         """Run ``body(system)`` for every system, alternating, ``profile.rounds`` times."""
-        for round_no in range(self.profile.rounds):
+        for round_no in range(self.profile.rounds if rounds is None else rounds):
             for system in self.order(round_no):
                 await self.flush()
                 await body(system)

@@ -10,6 +10,8 @@ from typing import Any
 from bench.peers import PEERS
 
 OURS = "engine"
+IDLE_WORKERS = 10
+IDLE_BLOCK_TIMEOUT_S = 5.0  # WorkerOptions.block_timeout_s default
 HERE = Path(__file__).parent
 RESULTS_MD = HERE / "RESULTS.md"
 CHART = HERE / "throughput.png"
@@ -108,15 +110,20 @@ def targets(results: dict[str, Any]) -> list[tuple[str, str, str]]:
         out.append(("<= 200 bytes per waiting job", f"{v:.0f} B", "yes" if v <= 200 else "no"))
     idle = _median(results, "idle", "cmds_s")
     if idle is not None and idle["median"].get(OURS) is not None:
-        per_worker = idle["median"][OURS] / 10
+        # Top-level calls of an idle engine worker: blocking pops and script calls (the
+        # rest of commandstats is what those scripts run inside Redis).
+        detail = results.get("details", {}).get(f"idle/{OURS}", {})
+        trips = sum(v for k, v in detail.items() if k in ("bzpopmin", "evalsha", "eval"))
+        per_timeout = IDLE_BLOCK_TIMEOUT_S / IDLE_WORKERS
         out.append(
             (
-                "idle ~1 command per blocking timeout per worker",
-                f"{per_worker:.2f} cmds/s per worker",
-                "see note",
+                "idle: ~1 command per blocking timeout (5 s) per worker",
+                f"{trips * per_timeout:.1f} round trips, "
+                f"{idle['median'][OURS] * per_timeout:.1f} commands incl. inside scripts",
+                _yes(trips * per_timeout <= 1.5),
             )
         )
-    late = _median(results, "cron", "p99_3")
+    late = _median(results, "cron", "start_p99_3")
     if late is not None and late["median"].get(OURS) is not None:
         v = late["median"][OURS]
         out.append(("cron lateness p99 <= 10 ms, 3 instances", f"{v:.1f} ms", _yes(v <= 10)))

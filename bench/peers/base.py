@@ -8,7 +8,7 @@ no-ops that only report to a :class:`~bench.probe.Probe`.
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any, ClassVar
 
@@ -25,7 +25,8 @@ class WorkerSpec:
 
     concurrency: int = 10
     instances: int = 1
-    keep_completed: bool = False
+    # System-specific knobs (the tuning scenario sets the engine's worker options).
+    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class System:

@@ -5,7 +5,17 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 from bench.harness import Bench
-from bench.scenarios import commands, cron, enqueue, idle, latency, memory, processing
+from bench.scenarios import (
+    commands,
+    cron,
+    enqueue,
+    idle,
+    latency,
+    memory,
+    processing,
+    profile,
+    tuning,
+)
 
 Scenario = Callable[[Bench], Awaitable[None]]
 
@@ -18,5 +28,7 @@ SCENARIOS: dict[str, Scenario] = {
     "idle": idle.run,
     "cron": cron.run,
 }
+# Engine-only extras, run by name (not part of quick/full).
+EXTRAS: dict[str, Scenario] = {"tuning": tuning.run, "profile": profile.run}
 
-__all__ = ["SCENARIOS", "Scenario"]
+__all__ = ["EXTRAS", "SCENARIOS", "Scenario"]

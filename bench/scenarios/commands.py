@@ -83,4 +83,4 @@ async def run(bench: Bench) -> None:
             higher_is_better=False,
         )
 
-    await bench.rounds(body)
+    await bench.rounds(body, bench.profile.count_rounds)

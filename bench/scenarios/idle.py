@@ -18,9 +18,9 @@ WORKERS = 10
 SETTLE_S = 2.0
 
 
-async def _calls(bench: Bench) -> int:
+async def _calls(bench: Bench) -> dict[str, int]:
     stats = await bench.command_calls()
-    return sum(v for k, v in stats.items() if not k.startswith(("info", "config", "flushall")))
+    return {k: v for k, v in stats.items() if not k.startswith(("info", "config", "flushall"))}
 
 
 async def run(bench: Bench) -> None:
@@ -35,14 +35,16 @@ async def run(bench: Bench) -> None:
             await bench.reset_stats()
             await asyncio.sleep(window)
             calls = await _calls(bench)
+        per_s = {k: round(v / window, 2) for k, v in sorted(calls.items())}
+        bench.details.setdefault(f"idle/{system}", {}).update(per_s)
         bench.record(
             SCENARIO,
             "cmds_s",
             f"idle: commands/s, {WORKERS} workers",
             "cmds/s",
             system,
-            calls / window,
+            sum(calls.values()) / window,
             higher_is_better=False,
         )
 
-    await bench.rounds(body)
+    await bench.rounds(body, bench.profile.count_rounds)

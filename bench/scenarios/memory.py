@@ -60,7 +60,7 @@ async def run(bench: Bench) -> None:
             higher_is_better=False,
         )
 
-    await bench.rounds(body)
+    await bench.rounds(body, bench.profile.count_rounds)
 
 
 async def _settled(bench: Bench) -> None:
