@@ -472,8 +472,9 @@ class RedisSentinel:
     """A Sentinel-managed primary/replica set on free loopback ports: one master, one
     replica (``--replicaof``), and three sentinels (quorum 2, down-after 1000 ms).
 
-    ``persistence`` applies to both data nodes; ``min_replicas_to_write`` sets the
-    master's (and, after a failover, the promoted replica's) ``min-replicas-to-write``.
+    ``persistence`` applies to both data nodes; ``min_replicas_to_write`` and
+    ``min_replicas_max_lag_s`` set the master's (and, after a failover, the promoted
+    replica's) ``min-replicas-to-write`` / ``min-replicas-max-lag``.
     """
 
     def __init__(
@@ -485,10 +486,12 @@ class RedisSentinel:
         down_after_ms: int = 1000,
         persistence: str | None = None,
         min_replicas_to_write: int = 0,
+        min_replicas_max_lag_s: int = 10,
     ) -> None:
         self.service = service
         common = ("--min-replicas-to-write", str(min_replicas_to_write),
-                  "--min-replicas-max-lag", "10", "--repl-diskless-sync", "no")  # fmt: skip
+                  "--min-replicas-max-lag", str(min_replicas_max_lag_s),
+                  "--repl-diskless-sync", "no")  # fmt: skip
         self.master = RedisServer(persistence=persistence, extra_args=common)
         self.replica = RedisServer(
             persistence=persistence,
@@ -536,6 +539,10 @@ class RedisSentinel:
         """The master's port as the sentinels currently report it."""
         host_port = self._sentinel_call("SENTINEL", "GET-MASTER-ADDR-BY-NAME", self.service)
         return int(host_port[1])
+
+    def replica_node(self) -> RedisServer:
+        master = self.master_port()
+        return next(n for n in self.data_nodes if n.port != master)
 
     def node(self, port: int) -> RedisServer:
         return next(n for n in self.data_nodes if n.port == port)
@@ -585,9 +592,15 @@ class RedisSentinel:
         raise RuntimeError("Sentinel failover did not happen in time")
 
     def rejoin(self, node: RedisServer, timeout_s: float = 20.0) -> None:
-        """Restart a killed former master and wait until the sentinels have turned it
-        into a replica of the current master."""
+        """Restart a killed former master as a replica of the current master (what
+        Sentinel itself does on its next check, up to ~10 s later) and wait until it is
+        in sync."""
         node.start()
+        client = node.client(socket_timeout=2)
+        try:
+            client.execute_command("REPLICAOF", "127.0.0.1", self.master_port())
+        finally:
+            client.close()
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             client = node.client(socket_timeout=1)

@@ -115,7 +115,9 @@ class Harness:
         instance_urls: dict[int, str] | None = None,
         runner: dict[str, Any] | None = None,
         producer: RedisSettings | None = None,
+        job_opts: dict[str, Any] | None = None,
     ) -> None:
+        self.job_opts = job_opts or {}
         self.scenario = scenario
         self.url = url
         self.ledger_url = ledger_url
@@ -244,20 +246,25 @@ class Harness:
 
     # -- producer ----------------------------------------------------------------
 
-    async def produce(self, count: int, batch: int = 20, pause_s: float = 0.02) -> None:
-        """Add ``count`` jobs per queue with fixed ids, in batches; a failed batch is
-        retried with the same ids until acknowledged (an add of an existing id is a no-op)."""
-        for start in range(0, count, batch):
+    async def produce(
+        self, count: int, until: asyncio.Event, batch: int = 10, pause_s: float = 0.04
+    ) -> None:
+        """Add jobs with fixed ids in batches, at least ``count`` per queue and on until
+        ``until`` is set (so load spans every fault). A failed batch is retried with the
+        same ids until acknowledged (an add of an existing id is a no-op)."""
+        start = 0
+        while start < count or not until.is_set():
             for queue in self.queues:
-                ids = [f"j{n}" for n in range(start, min(start + batch, count))]
+                ids = [f"j{n}" for n in range(start, start + batch)]
                 await self._add_until_acked(queue, ids)
+            start += batch
             await asyncio.sleep(pause_s)
 
     async def _add_until_acked(self, queue: str, ids: list[str]) -> None:
         q = self.producer.create_queue(queue)
         while True:
             try:
-                await q.add_bulk([{"data": i, "opts": {"jobId": i}} for i in ids])
+                await q.add_bulk([{"data": i, "opts": {**self.job_opts, "jobId": i}} for i in ids])
             except Exception:
                 self.add_failures += 1
                 await asyncio.sleep(0.05)
@@ -268,7 +275,7 @@ class Harness:
     # -- end of run ----------------------------------------------------------------
 
     async def runs(self, queue: str) -> dict[str, int]:
-        raw = await self.ledger.hgetall(f"runs:{queue}")
+        raw = await self.ledger.hgetall(f"{self.prefix}:runs:{queue}")
         return {k: int(v) for k, v in raw.items()}
 
     async def drain(self, timeout_s: float = 30.0) -> None:
@@ -307,7 +314,7 @@ class Harness:
             f.ticks_expected += (end - ticks[0]) // self.every_ms + 1 if end >= ticks[0] else 0
             async with self.ledger.pipeline(transaction=False) as pipe:
                 for t in ticks:
-                    pipe.scard(f"fires:{queue}:tick:{t}")
+                    pipe.scard(f"{self.prefix}:fires:{queue}:tick:{t}")
                 counts = await pipe.execute()
             f.dup_ticks += sum(1 for c in counts if int(c) > 1)
         f.takeovers_ms = self.takeovers_ms()

@@ -4,9 +4,9 @@ SIGSTOPped: workers and a scheduler for each queue, through the public embedding
 scenarios need (the service's TOML does not expose worker lease timings).
 
 Every processed job is recorded in a ledger on a separate Redis that no fault touches:
-``runs:<queue>`` counts runs per job id, ``fires:<queue>:<job id>`` holds the creation
-timestamp of each distinct job a tick id was run as (a tick fired twice shows up as two
-timestamps; a job merely re-run shows one).
+``<prefix>:runs:<queue>`` counts runs per job id; ``<prefix>:fires:<queue>:<job id>`` holds
+the creation timestamp of each distinct job a tick id was run as (a tick fired twice
+shows up as two timestamps; a job merely re-run shows one).
 
 Usage: ``python -m tests.chaos.runner '<json config>'`` (see :func:`main`); SIGTERM
 closes gracefully.
@@ -43,6 +43,7 @@ async def main(cfg: dict[str, Any]) -> None:
     manager = QueueManager(prefix=cfg["prefix"], settings=settings, max_events=200_000)
     ledger = aioredis.Redis.from_url(cfg["ledger_url"], decode_responses=True)
     job_ms = cfg.get("job_ms", 5)
+    ns = cfg["prefix"]  # ledger keys are per run
     lease = LeaseConfig(**cfg["lease"])
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -52,9 +53,9 @@ async def main(cfg: dict[str, Any]) -> None:
         async def handler(job: Any) -> None:
             await asyncio.sleep(random.uniform(0, job_ms) / 1000)
             async with ledger.pipeline(transaction=False) as pipe:
-                pipe.hincrby(f"runs:{queue}", job.id, 1)
+                pipe.hincrby(f"{ns}:runs:{queue}", job.id, 1)
                 if ":" in job.id:  # a tick: <schedule>:<tick ms>
-                    pipe.sadd(f"fires:{queue}:{job.id}", job.timestamp)
+                    pipe.sadd(f"{ns}:fires:{queue}:{job.id}", job.timestamp)
                 await pipe.execute()
 
         return handler
