@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Any
 
 from aiohttp import web
@@ -34,19 +35,19 @@ async def health(request: web.Request) -> web.Response:
         # Half the request deadline, so this handler answers in the health shape
         # before the guard's own deadline fires.
         async with asyncio.timeout(settings.request_timeout_s / 2):
+            # The failure window uses this instance's clock: health is advisory, and a
+            # TIME in the pipeline would not work on Redis Cluster.
+            since_ms = int(time.time() * 1000) - policy.failed_window_ms
             async with manager.client.pipeline(transaction=False) as pipe:
-                pipe.time()
                 for q in queues:
                     q._queue_stats(pipe)
                     # paused schedules sit at +inf and need no leader
                     pipe.zcount(q.keys.schedules, "-inf", "(inf")
                     pipe.exists(q.keys.lease)
-                results = await pipe.execute()
-            now_ms = int(results[0][0]) * 1000 + int(results[0][1]) // 1000
-            async with manager.client.pipeline(transaction=False) as pipe:
-                for q in queues:
-                    pipe.zcount(q.keys.failed, now_ms - policy.failed_window_ms, "+inf")
-                recent_failed = await pipe.execute() if queues else []
+                    pipe.zcount(q.keys.failed, since_ms, "+inf")
+                results = await pipe.execute() if queues else []
+            if not queues:
+                await manager.client.ping()
     except (RedisError, OSError, TimeoutError) as exc:
         logger.warning("Health check: Redis unavailable (%s)", type(exc).__name__)
         return reply(
@@ -61,14 +62,15 @@ async def health(request: web.Request) -> web.Response:
         )
     details: dict[str, Any] = {}
     issues: list[dict[str, Any]] = []
-    per = 8
+    per = 9
     for i, q in enumerate(queues):
-        chunk = results[1 + i * per : 1 + (i + 1) * per]
+        chunk = results[i * per : (i + 1) * per]
         stats = q._stats_from(chunk[:6])
         details[q.name] = stats.to_dict()
         scheduled, has_leader = int(chunk[6]), bool(chunk[7])
-        if int(recent_failed[i]) >= policy.failed_threshold:
-            issues.append({"queue": q.name, "reason": "failures", "count": int(recent_failed[i])})
+        recent_failed = int(chunk[8])
+        if recent_failed >= policy.failed_threshold:
+            issues.append({"queue": q.name, "reason": "failures", "count": recent_failed})
         if stats.waiting + stats.paused >= policy.waiting_threshold:
             issues.append(
                 {"queue": q.name, "reason": "backlog", "count": stats.waiting + stats.paused}
