@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint bench install redis-check clean
+.PHONY: run test lint bench install redis-check clean chaos
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,13 @@ run: $(STAMP)
 
 test: $(STAMP) redis-check
 	$(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+
+# The long chaos suite (several minutes): faults injected into real local Redis topologies,
+# one line of figures per scenario (also appended to $(CHAOS_FIGURES)). Not part of `make test`.
+CHAOS_FIGURES ?= artifacts/chaos-figures.txt
+chaos: $(STAMP) redis-check
+	mkdir -p $(dir $(CHAOS_FIGURES))
+	CHAOS_LONG=1 CHAOS_FIGURES=$(abspath $(CHAOS_FIGURES)) $(BIN)/python -m pytest -q -p no:cacheprovider -s -m chaos tests/chaos/test_chaos_long.py $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check engine tests bench

@@ -34,7 +34,7 @@ class Scale:
 
 
 SHORT = Scale(jobs=200, rounds=6)
-LONG = Scale(jobs=5000, rounds=40, gap_s=1.5, drain_s=120.0)
+LONG = Scale(jobs=2000, rounds=24, gap_s=1.5, drain_s=120.0)
 
 Faults = Callable[[Harness], Awaitable[None]]
 
