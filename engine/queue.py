@@ -6,6 +6,7 @@ each, so every state change is atomic.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -114,6 +115,10 @@ class Queue:
         # Opt-in replica acknowledgement of adds (RedisSettings.wait_replicas).
         self.wait_replicas = wait_replicas
         self.wait_timeout_ms = wait_timeout_ms
+        # Group commit of add(): the loop with an add on the wire, and the adds waiting.
+        self._in_flight: asyncio.AbstractEventLoop | None = None
+        self._gathering: list[tuple[_Prepared, asyncio.Future[tuple[str, bool, int]]]] = []
+        self._sending: set[asyncio.Task[None]] = set()
 
     def __repr__(self) -> str:
         return f"Queue({self.name!r})"
@@ -183,12 +188,63 @@ class Queue:
         prepared = self._prepare(data, opts, name)
         if self.wait_replicas:
             (result,) = await self._add_acked([prepared])
+            ((job_id, created, now),) = _outcomes(result)
         else:
-            result = await self.store.scripts.add_job(self._add_keys(), self._add_args([prepared]))
-        ((job_id, created, now),) = _outcomes(result)
+            job_id, created, now = await self._add_coalesced(prepared)
         if not created:
             return await self._existing(job_id)
         return self._added(job_id, now, prepared)
+
+    async def _add_coalesced(self, prepared: _Prepared) -> tuple[str, bool, int]:
+        """Group commit: an add goes out at once unless one is already on the wire; then it
+        waits and goes with every add made meanwhile in ONE script call, so 50 concurrent
+        producers on one client share round trips while a lone producer pays nothing."""
+        loop = asyncio.get_running_loop()
+        if self._in_flight is loop:
+            future: asyncio.Future[tuple[str, bool, int]] = loop.create_future()
+            self._gathering.append((prepared, future))
+            return await future
+        self._in_flight = loop
+        try:
+            result = await self.store.scripts.add_job(self._add_keys(), self._add_args([prepared]))
+        finally:
+            self._send_gathered()
+        return _outcomes(result)[0]
+
+    def _send_gathered(self) -> None:
+        if not self._gathering:
+            self._in_flight = None
+            return
+        batch, self._gathering = self._gathering, []
+        # A task of its own: a caller that is cancelled must not fail the others' adds.
+        task = asyncio.ensure_future(self._send_adds(batch))
+        self._sending.add(task)
+        task.add_done_callback(self._sending.discard)
+
+    async def _send_adds(
+        self, batch: list[tuple[_Prepared, asyncio.Future[tuple[str, bool, int]]]]
+    ) -> None:
+        try:
+            async with self.store.client.pipeline(transaction=False) as pipe:
+                await self._queue_adds(pipe, [p for p, _ in batch])
+                results = await execute(pipe)
+        except BaseException as exc:
+            for _, future in batch:
+                if future.done():
+                    continue
+                if isinstance(exc, Exception):
+                    future.set_exception(exc)
+                else:
+                    future.cancel()
+            if not isinstance(exc, Exception):
+                raise
+            return
+        finally:
+            self._send_gathered()
+        outcomes = [o for result in results for o in _outcomes(result)]
+        for (_, future), outcome in zip(batch, outcomes, strict=True):
+            if not future.done():
+                future.set_result(outcome)
 
     async def add_bulk(self, jobs: Iterable[BulkJob | Mapping[str, Any]]) -> list[Job]:
         """Add many jobs in one pipelined round trip. Everything is validated before

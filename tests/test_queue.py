@@ -119,6 +119,40 @@ async def test_add_bulk_across_script_batches_keeps_fifo_order_and_fixed_ids(man
     assert await client.xlen(q.keys.events) == 1 + n + 1
 
 
+async def test_concurrent_adds_share_one_script_call_while_one_is_on_the_wire(
+    manager, client, monkeypatch
+):
+    import engine.queue
+
+    q = manager.create_queue("group-commit")
+    sent: list[int] = []
+    real_execute = engine.queue.execute
+
+    async def counting_execute(pipe):
+        sent.append(len(pipe))
+        return await real_execute(pipe)
+
+    monkeypatch.setattr(engine.queue, "execute", counting_execute)
+    jobs = await asyncio.gather(*(q.add({"n": i}) for i in range(50)))
+    # The first add went out alone; the 49 made meanwhile went as one script call.
+    assert sent == [1]
+    assert [j.data for j in jobs] == [{"n": i} for i in range(50)]
+    assert await client.zrange(q.keys.wait, 0, -1) == [j.id for j in jobs]
+    assert len({j.id for j in jobs}) == 50
+
+
+async def test_a_cancelled_add_does_not_fail_the_adds_gathered_with_it(manager, client):
+    q = manager.create_queue("group-cancel")
+    tasks = [asyncio.ensure_future(q.add({"n": i})) for i in range(5)]
+    await asyncio.sleep(0)  # all five are sent or gathered
+    tasks[2].cancel()
+    results = await asyncio.gather(*tasks, return_exceptions=True)
+    assert isinstance(results[2], asyncio.CancelledError)
+    assert [r.data for i, r in enumerate(results) if i != 2] == [{"n": i} for i in (0, 1, 3, 4)]
+    # The cancelled caller stopped waiting, but its job was already on its way.
+    assert await client.zcard(q.keys.wait) == 5
+
+
 async def test_add_bulk_is_all_or_nothing_on_validation(manager, client, prefix):
     q = manager.create_queue("q")
     with pytest.raises(ValueError, match=r"jobs\[1\].*priority"):
