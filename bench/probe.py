@@ -29,6 +29,8 @@ class Probe:
         self.round_trips = CTX.Value("q", 0, lock=False)
         self.done = CTX.Event()
         self.latencies = CTX.Array("d", max(latency_slots, 1), lock=False)
+        # The ``t`` of each recorded job: cron runs check ticks for duplicates with it.
+        self.marks = CTX.Array("d", max(latency_slots, 1), lock=False)
         self.track_latency = latency_slots > 0
 
     def hit(self, data: Any) -> None:
@@ -39,7 +41,9 @@ class Probe:
         if n == 1:
             self.first.value = now
         if self.track_latency and n <= len(self.latencies) and isinstance(data, dict):
-            self.latencies[n - 1] = now - float(data.get("t", now))
+            t = float(data.get("t", now))
+            self.latencies[n - 1] = now - t
+            self.marks[n - 1] = t
         if n == self.target:
             self.last.value = now
             self.round_trips.value = _ROUND_TRIPS[0]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -49,7 +50,15 @@ NOTES = [
     "commands/s with 10 idle workers. RQ runs one job at a time per process (n/a above "
     "concurrency 1). SAQ and arq have no bulk enqueue; RQ's client is synchronous (no "
     "concurrent row). Kept completed jobs use each peer's default retention (ours told to "
-    "keep all, which stores that option in each job). Cron lateness is ours only.",
+    "keep all, which stores that option in each job).",
+    "- **Cron.** Every system's instance is a real worker process (ours: scheduler + "
+    "worker). arq's cron start is ~1-2 ms late because its workers poll every 1 ms; ours "
+    "is ~4-5 ms: the leader wakes at the tick, then spends three round trips (next due + "
+    "TIME, the schedule hash, the fire script) before the job exists, and the woken worker "
+    "one more to claim it. Caching the definition and firing in one call, and claiming in "
+    "the wake-up exchange, would take ~2 ms off. BullMQ runs iterations as delayed jobs "
+    "(tens to hundreds of ms late); SAQ enqueues cron jobs from a 1 s upkeep timer and "
+    "skips ticks whose unique job is still kept.",
     "- **Noise.** The machine is shared; absolute numbers move ~20% between runs. "
     "Alternation within a run is what keeps the ratios fair.",
 ]
@@ -102,7 +111,12 @@ def table(results: dict[str, Any]) -> str:
         cells = [row["label"], row["unit"]]
         cells += [_fmt(row["median"].get(s), row["unit"]) for s in systems]
         peer = best_peer(row)
-        cells.append("n/a" if r is None else f"{r:,.2f}x ({peer})")
+        if r is None:
+            cells.append("n/a")
+        elif math.isinf(r):
+            cells.append(f"ours 0 ({peer} {row['median'][peer]:g})")
+        else:
+            cells.append(f"{r:,.2f}x ({peer})")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -162,9 +176,18 @@ def targets(results: dict[str, Any]) -> list[tuple[str, str, str]]:
             )
         )
     late = _median(results, "cron", "start_p99_3")
-    if late is not None and late["median"].get(OURS) is not None:
+    dupes = _median(results, "cron", "start_duplicates_3")
+    missed = _median(results, "cron", "start_missed_3")
+    if late is not None and late["median"].get(OURS) is not None and dupes and missed:
         v = late["median"][OURS]
-        out.append(("cron lateness p99 <= 10 ms, 3 instances", f"{v:.1f} ms", _yes(v <= 10)))
+        d, m = dupes["median"].get(OURS) or 0, missed["median"].get(OURS) or 0
+        out.append(
+            (
+                "cron start lateness p99 <= 10 ms, 3 instances, exactly once",
+                f"{v:.1f} ms, {d:.0f} duplicate and {m:.0f} missed ticks",
+                _yes(v <= 10 and d == 0 and m == 0),
+            )
+        )
     return out
 
 

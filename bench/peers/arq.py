@@ -32,6 +32,11 @@ def _settings(url: str) -> Any:
     )
 
 
+async def tick(ctx: Any) -> None:
+    # Unique cron jobs are named cron:<function>:<due ms>.
+    _PROBE[0].hit({"t": int(ctx["job_id"].rsplit(":", 1)[1]) / 1000})
+
+
 class Arq(System):
     name = "arq"
     package = "arq"
@@ -48,6 +53,21 @@ class Arq(System):
 
     async def enqueue(self, data: dict[str, Any], *, keep_completed: bool = False) -> None:
         await self.pool.enqueue_job("noop", data)
+
+    async def serve_cron(self, spec: WorkerSpec, probe: Probe) -> None:
+        from arq.cron import cron
+        from arq.worker import Worker
+
+        _PROBE.append(probe)
+        worker = Worker(
+            functions=[],
+            cron_jobs=[cron(tick, second=set(range(60)))],  # type: ignore[arg-type]
+            redis_settings=_settings(self.url),
+            max_jobs=10,
+            poll_delay=POLL_DELAY_S,
+            handle_signals=False,
+        )
+        await worker.async_run()
 
     async def serve(self, spec: WorkerSpec, probe: Probe) -> None:
         from arq.worker import Worker

@@ -89,6 +89,15 @@ class System:
         """Run ``spec.instances`` workers until the process is killed."""
         raise NotImplementedError
 
+    async def serve_cron(self, spec: WorkerSpec, probe: Probe) -> None:
+        """Run one instance (scheduler + worker, as this system splits them) of a schedule
+        firing every second; the handler reports ``{"t": scheduled tick in seconds}``."""
+        raise NotSupported(f"{self.name}: cron is not driven by the benchmark")
+
     def serve_blocking(self, spec: WorkerSpec, probe: Probe) -> None:
-        """Entry point of a worker process; asyncio systems run :meth:`serve`."""
-        asyncio.run(self.serve(spec, probe))
+        """Entry point of a worker process; asyncio systems run :meth:`serve` (or
+        :meth:`serve_cron` when ``spec.extra["cron"]``)."""
+        if spec.extra.get("cron"):
+            asyncio.run(self.serve_cron(spec, probe))
+        else:
+            asyncio.run(self.serve(spec, probe))

@@ -35,6 +35,23 @@ class BullMQ(System):
     ) -> None:
         await self.queue.addBulk([{"name": "noop", "data": d} for d in datas])
 
+    async def serve_cron(self, spec: WorkerSpec, probe: Probe) -> None:
+        from bullmq import Queue, Worker
+
+        queue = Queue("cron", {"connection": self.url})
+        await queue.upsertJobScheduler("tick", {"every": 1000}, "tick", {})
+
+        async def process(job: Any, token: str) -> None:
+            # Iteration jobs are named repeat:<scheduler>:<due ms>.
+            probe.hit({"t": int(job.id.rsplit(":", 1)[1]) / 1000})
+
+        worker = Worker("cron", process, {"connection": self.url, "concurrency": 10})
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await worker.close()
+            await queue.close()
+
     async def serve(self, spec: WorkerSpec, probe: Probe) -> None:
         from bullmq import Worker
 

@@ -49,6 +49,23 @@ class Ours(System):
         opts = self._opts(keep_completed)
         await self.queue.add_bulk([{"data": d, "opts": opts} for d in datas])
 
+    async def serve_cron(self, spec: WorkerSpec, probe: Probe) -> None:
+        from engine.scheduler import define_schedule, upsert_schedule
+
+        manager = QueueManager(self.url, prefix="bench")
+        await upsert_schedule(manager.store, define_schedule("tick", "cron", every_ms=1000))
+
+        async def handler(job: Any) -> None:
+            # Fired jobs are named <schedule>:<tick ms> (the exactly-once key).
+            probe.hit({"t": int(job.id.rsplit(":", 1)[1]) / 1000})
+
+        manager.start_scheduler("cron")
+        await manager.process("cron", handler, concurrency=10)
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await manager.close_all()
+
     async def serve(self, spec: WorkerSpec, probe: Probe) -> None:
         max_events = spec.extra.get("max_events", DEFAULT_MAX_EVENTS)
         worker_options = spec.extra.get("worker", {})

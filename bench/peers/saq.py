@@ -15,6 +15,10 @@ async def noop(ctx: Any, **kwargs: Any) -> None:
     _PROBE[0].hit(kwargs)
 
 
+async def tick(ctx: Any) -> None:
+    _PROBE[0].hit({"t": float(ctx["job"].scheduled)})
+
+
 class SAQ(System):
     name = "saq"
     package = "saq"
@@ -32,6 +36,16 @@ class SAQ(System):
 
     async def enqueue(self, data: dict[str, Any], *, keep_completed: bool = False) -> None:
         await self.queue.enqueue("noop", **data)
+
+    async def serve_cron(self, spec: WorkerSpec, probe: Probe) -> None:
+        from saq import CronJob, Queue, Worker
+
+        _PROBE.append(probe)
+        queue = Queue.from_url(self.url, name="cron")
+        await queue.connect()
+        # croniter reads a sixth field as seconds: every second.
+        worker = Worker(queue, functions=[], cron_jobs=[CronJob(tick, cron="* * * * * *")])
+        await worker.start()
 
     async def serve(self, spec: WorkerSpec, probe: Probe) -> None:
         import redis.asyncio as aioredis

@@ -8,6 +8,7 @@ from bench.harness import Bench
 from bench.scenarios import (
     commands,
     cron,
+    cron_fire,
     enqueue,
     idle,
     latency,
@@ -29,6 +30,10 @@ SCENARIOS: dict[str, Scenario] = {
     "cron": cron.run,
 }
 # Engine-only extras, run by name (not part of quick/full).
-EXTRAS: dict[str, Scenario] = {"tuning": tuning.run, "profile": profile.run}
+EXTRAS: dict[str, Scenario] = {
+    "tuning": tuning.run,
+    "profile": profile.run,
+    "cron-fire": cron_fire.run,
+}
 
 __all__ = ["EXTRAS", "SCENARIOS", "Scenario"]
