@@ -1,5 +1,8 @@
 """Idle cost: Redis commands per second with 10 idle workers on an empty queue.
 
+The window should span whole blocking timeouts (quick: 10 s = two of ours and BullMQ's
+5 s): commandstats counts a blocking pop when it returns.
+
 asyncio systems run 10 worker objects in one process (each with its own connections);
 RQ, synchronous, runs 10 worker processes.
 """
