@@ -6,8 +6,10 @@ Definitions used in every figure line:
 - **acked**: job adds that returned success to the producer (with WAIT: acknowledged by
   a replica too). Adds that failed are retried with the same fixed id until acked.
 - **lost**: acked jobs that never ran, once faults are healed and the queues drained.
-- **re-runs**: extra runs of a job whose first run was recorded (at-least-once cost: a
-  worker died or lost Redis after the handler, before the finish reached Redis).
+- **re-runs**: extra completed runs of a job whose first run was recorded (at-least-once
+  cost: a worker died or lost Redis after the handler, before the finish reached Redis).
+- **redeliveries**: extra handler starts (a worker died or stalled mid-job and the job
+  was recovered and started again); includes the re-runs.
 - **ticks fired/expected**: distinct ticks run vs. ticks due between the first tick and
   the end of the run (schedules use misfire "all", so an outage is caught up, not lost).
 - **dup ticks**: ticks whose id was *created* more than once (two job hashes with
@@ -26,6 +28,7 @@ import os
 import signal
 import sys
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -59,6 +62,7 @@ class Figures:
     acked: int = 0
     lost: int = 0
     reruns: int = 0
+    redeliveries: int = 0
     ticks_fired: int = 0
     ticks_expected: int = 0
     dup_ticks: int = 0
@@ -75,7 +79,8 @@ class Figures:
         rate = f" ({100 * self.reruns / self.acked:.1f}%)" if self.acked else ""
         return (
             f"CHAOS {self.scenario}: jobs acked={self.acked} lost={self.lost} "
-            f"re-runs={self.reruns}{rate} | ticks {self.ticks_fired}/{self.ticks_expected} "
+            f"re-runs={self.reruns}{rate} redeliveries={self.redeliveries} | "
+            f"ticks {self.ticks_fired}/{self.ticks_expected} "
             f"dup_ticks={self.dup_ticks} | {takeover}" + (f" | {self.extra}" if self.extra else "")
         )
 
@@ -134,6 +139,8 @@ class Harness:
         self.producer = QueueManager(prefix=prefix, settings=settings)
         self.acked: dict[str, set[str]] = {q: set() for q in queues}
         self.add_failures = 0
+        self.add_errors: Counter[str] = Counter()
+        self.unacked = 0  # adds abandoned after 30 s of errors (reported)
         self.lease_changes: list[tuple[float, str]] = []  # (monotonic, holder)
         self.disruptions: list[float] = []  # monotonic times of leader faults
         self.figures = Figures(scenario)
@@ -203,8 +210,9 @@ class Harness:
     # -- leader ------------------------------------------------------------------
 
     async def _holder(self, queue: str) -> str | None:
-        token = await self.producer.client.get(self.producer.store.keys(queue).lease)
-        return token.split("/", 1)[0] if token else None
+        """The lease token, ``<instance>/<unique>``: a restarted instance has a new one."""
+        token: str | None = await self.producer.client.get(self.producer.store.keys(queue).lease)
+        return token
 
     async def _watch_lease(self) -> None:
         last: str | None = None
@@ -222,7 +230,8 @@ class Harness:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             with contextlib.suppress(Exception):
-                holder = await self._holder(self.queues[0])
+                token = await self._holder(self.queues[0])
+                holder = token.split("/", 1)[0] if token else None
                 for inst in self.instances:
                     if inst.name == holder and self.alive(inst) and not inst.stopped:
                         return inst
@@ -262,11 +271,17 @@ class Harness:
 
     async def _add_until_acked(self, queue: str, ids: list[str]) -> None:
         q = self.producer.create_queue(queue)
+        give_up = time.monotonic() + 30
         while True:
             try:
-                await q.add_bulk([{"data": i, "opts": {**self.job_opts, "jobId": i}} for i in ids])
-            except Exception:
+                jobs = [{"data": i, "opts": {**self.job_opts, "jobId": i}} for i in ids]
+                await asyncio.wait_for(q.add_bulk(jobs), 10)  # a hung call is a failure too
+            except Exception as exc:
                 self.add_failures += 1
+                self.add_errors[f"{type(exc).__name__}: {str(exc)[:80]}"] += 1
+                if time.monotonic() > give_up:  # never hang the suite: report instead
+                    self.unacked += len(ids)
+                    return
                 await asyncio.sleep(0.05)
                 continue
             self.acked[queue].update(ids)
@@ -279,21 +294,35 @@ class Harness:
         return {k: int(v) for k, v in raw.items()}
 
     async def drain(self, timeout_s: float = 30.0) -> None:
-        """Wait until every acked job has run and the ticks have caught up to now."""
+        """Wait until the ticks have caught up to now and every acked job has run, or
+        Redis holds no unfinished job for a second (what has not run by then is lost)."""
         deadline = time.monotonic() + timeout_s
+        idle = 0
         while time.monotonic() < deadline:
-            done = True
+            all_ran = ticks_ok = True
             for queue in self.queues:
                 runs = await self.runs(queue)
                 if not self.acked[queue] <= runs.keys():
-                    done = False
+                    all_ran = False
                 if self.every_ms:
                     ticks = [int(k.split(":")[1]) for k in runs if k.startswith("tick:")]
                     if not ticks or max(ticks) < now_ms() - 2 * self.every_ms - 500:
-                        done = False
-            if done:
+                        ticks_ok = False
+            if ticks_ok and not all_ran:
+                idle = idle + 1 if await self._nothing_pending() else 0
+            if ticks_ok and (all_ran or idle >= 10):
                 return
             await asyncio.sleep(0.1)
+
+    async def _nothing_pending(self) -> bool:
+        try:
+            for queue in self.queues:
+                st = await self.producer.create_queue(queue).get_stats()
+                if st.waiting + st.paused + st.active + st.delayed:
+                    return False
+        except Exception:
+            return False
+        return True
 
     async def compute(self) -> Figures:
         f = self.figures
@@ -304,6 +333,10 @@ class Harness:
             f.acked += len(self.acked[queue])
             f.lost += len(self.acked[queue] - jobs.keys())
             f.reruns += sum(v - 1 for v in jobs.values())
+            starts = await self.ledger.hgetall(f"{self.prefix}:starts:{queue}")
+            f.redeliveries += sum(
+                int(v) - 1 for k, v in starts.items() if not k.startswith("tick:")
+            )
             if not self.every_ms:
                 continue
             ticks = sorted(int(k.split(":")[1]) for k in runs if k.startswith("tick:"))
@@ -318,6 +351,8 @@ class Harness:
                 counts = await pipe.execute()
             f.dup_ticks += sum(1 for c in counts if int(c) > 1)
         f.takeovers_ms = self.takeovers_ms()
+        if self.unacked:
+            f.extra += f" UNACKED={self.unacked} errors={dict(self.add_errors.most_common(3))}"
         return f
 
     async def close(self) -> None:

@@ -4,9 +4,11 @@ SIGSTOPped: workers and a scheduler for each queue, through the public embedding
 scenarios need (the service's TOML does not expose worker lease timings).
 
 Every processed job is recorded in a ledger on a separate Redis that no fault touches:
-``<prefix>:runs:<queue>`` counts runs per job id; ``<prefix>:fires:<queue>:<job id>`` holds
-the creation timestamp of each distinct job a tick id was run as (a tick fired twice
-shows up as two timestamps; a job merely re-run shows one).
+``<prefix>:starts:<queue>`` counts handler starts per job id (a start without a run: the
+process died mid-job), ``<prefix>:runs:<queue>`` counts completed runs per job id, and
+``<prefix>:fires:<queue>:<job id>`` holds the creation timestamp of each distinct job a
+tick id was run as (a tick fired twice shows up as two timestamps; a job merely re-run
+shows one).
 
 Usage: ``python -m tests.chaos.runner '<json config>'`` (see :func:`main`); SIGTERM
 closes gracefully.
@@ -51,6 +53,7 @@ async def main(cfg: dict[str, Any]) -> None:
 
     def handler_for(queue: str) -> Any:
         async def handler(job: Any) -> None:
+            await ledger.hincrby(f"{ns}:starts:{queue}", job.id, 1)
             await asyncio.sleep(random.uniform(0, job_ms) / 1000)
             async with ledger.pipeline(transaction=False) as pipe:
                 pipe.hincrby(f"{ns}:runs:{queue}", job.id, 1)
