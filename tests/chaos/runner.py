@@ -44,7 +44,7 @@ async def main(cfg: dict[str, Any]) -> None:
     )
     manager = QueueManager(prefix=cfg["prefix"], settings=settings, max_events=200_000)
     ledger = aioredis.Redis.from_url(cfg["ledger_url"], decode_responses=True)
-    job_ms = cfg.get("job_ms", 5)
+    job_ms = cfg.get("job_ms", 40)
     ns = cfg["prefix"]  # ledger keys are per run
     lease = LeaseConfig(**cfg["lease"])
     stop = asyncio.Event()
