@@ -23,7 +23,7 @@ NOTES = [
     "- **Processing (>= 5x at concurrency 10, >= 10x at 50).** Bound: the worker's Python "
     "path and Redis alternate. At concurrency 50 a job costs ~29 us of worker CPU (under "
     "the 0.1 ms budget; 0.02 round trips per job) and ~33 us of Redis CPU, and the worker "
-    "waits for each pipelined exchange, so one process tops out near 1 / 62 us = ~16-18k "
+    "waits for each pipelined exchange, so one process tops out near 1 / 62 us = ~16-20k "
     "jobs/s. Of Redis's 33 us, ~8 us is the commands themselves and ~14 us the fixed cost "
     "of one `complete_job` call per job (40k EVALSHA for 40k jobs). Next step (worker "
     "code): finish all jobs of one exchange in ONE script call, as `add_job` now adds a "
@@ -31,9 +31,10 @@ NOTES = [
     "wall time per job), then overlap the next exchange with handler dispatch. The peers "
     "also measure faster here than the issue's figures (BullMQ ~3k jobs/s at "
     "concurrency 10, not 1.7k), which raises the bar.",
-    "- **Latency p99 vs BullMQ.** Both are ~3 ms at p99 with 300 samples (the 3rd worst), "
-    "i.e. scheduling noise with producer, worker and Redis on 2 cores; our p50 is lower. "
-    "A woken worker still needs a second round trip (the claim script) after BZPOPMIN.",
+    "- **Latency p99 vs BullMQ.** Ours and BullMQ's p99 move between ~1.5 and ~3 ms from "
+    "run to run (600 samples; producer, worker and Redis share 2 cores), so this target "
+    "flips with noise; p50s are within 0.1 ms. A woken worker still needs a second round "
+    "trip (the claim script) after BZPOPMIN; claiming in the wake-up itself would cut one.",
     "- **Bytes per waiting job.** Standalone, 20k jobs: the job hash costs ~149 B (key, "
     "`data`, `ts`) and its `wait` zset entry ~114 B (skiplist node + dict entry above 128 "
     "members). Renaming fields to `d`/`t` saves ~8 B and `job:` -> `j:` ~2 B: not enough. "
