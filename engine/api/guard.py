@@ -17,6 +17,7 @@ from .state import ACCESS, AUTH, PRINCIPAL, QUERY_PARAMS, SETTINGS
 PUBLIC = "public"
 READ = "read"
 ADMIN = "admin"
+STREAM = "stream"  # long-lived responses (the dashboard's live events): no deadline
 
 
 @web.middleware
@@ -40,5 +41,7 @@ async def guard_middleware(request: web.Request, handler: Handler) -> web.Stream
         unknown = sorted(set(request.query) - allowed)
         if unknown:
             raise ApiError(400, f"unknown query parameter {unknown[0]!r}", field=unknown[0])
+    if access == STREAM:
+        return await handler(request)
     async with asyncio.timeout(settings.request_timeout_s):
         return await handler(request)
