@@ -4,9 +4,16 @@ events the streams get."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
-from engine import Queue
+from aiohttp import web
+
+from engine import Queue, QueueManager
+from engine.api import ApiSettings, AuthConfig, create_app
+from engine.api.dashboard import setup_dashboard
+from engine.metrics import setup_metrics
 
 
 async def claim(q: Queue, count: int = 1, worker: str = "w1") -> list[tuple[str, str]]:
@@ -58,3 +65,33 @@ async def add_event(q: Queue, entry_id: str = "*", **fields: str | int) -> str:
 async def redis_now_ms(q: Queue) -> int:
     sec, usec = await q.store.client.time()
     return int(sec) * 1000 + int(usec) // 1000
+
+
+PASSWORD = "correct horse battery staple"
+
+
+@asynccontextmanager
+async def serve_dashboard(
+    manager: QueueManager, env: dict[str, str] | None = None, request_timeout_s: float = 2.0
+) -> AsyncIterator[str]:
+    """The real API app with the dashboard and /metrics mounted, on a loopback port;
+    yields the base URL."""
+    secret = "s" * 40
+    auth = AuthConfig.hs256(secret)
+    app = create_app(manager, auth, settings=ApiSettings(request_timeout_s=request_timeout_s))
+    env = {"ENGINE_ADMIN_PASSWORD": PASSWORD} if env is None else env
+    setup_dashboard(app, manager, env=env, auth=auth)
+    setup_metrics(app, manager, env={})
+    runner = web.AppRunner(app, shutdown_timeout=1.0)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        await runner.cleanup()
+
+
+def token(role: str | None, sub: str = "viewer") -> str:
+    return AuthConfig.hs256("s" * 40).mint(sub, role)

@@ -1,0 +1,287 @@
+// engine dashboard: hash-routed pages over the JSON API; live counts by server-sent events.
+// Every value from the server is inserted as text (never as HTML).
+"use strict";
+
+const API = "/admin/queues/api";
+const STATES = ["waiting", "active", "delayed", "completed", "failed"];
+const session = { csrf: "", admin: false, user: "" };
+let liveCounts = null;
+
+function h(tag, attrs, ...children) {
+  const el = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (v === null || v === undefined || v === false) continue;
+    if (k.startsWith("on")) el.addEventListener(k.slice(2), v);
+    else if (k === "class") el.className = v;
+    else el.setAttribute(k, v === true ? "" : v);
+  }
+  for (const c of children.flat()) {
+    if (c === null || c === undefined || c === false) continue;
+    el.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  }
+  return el;
+}
+
+function fmtTime(ms) {
+  if (ms === null || ms === undefined || ms === "") return "—";
+  return new Date(Number(ms)).toISOString().replace("T", " ").replace("Z", " UTC");
+}
+
+function json(value) {
+  return h("pre", {}, JSON.stringify(value, null, 2));
+}
+
+function toast(message, error) {
+  const t = document.getElementById("toast");
+  t.textContent = message;
+  t.className = "toast" + (error ? " error" : "");
+  clearTimeout(toast.timer);
+  toast.timer = setTimeout(() => { t.className = "toast hidden"; }, 3000);
+}
+
+async function get(path) {
+  const r = await fetch(API + path, { credentials: "same-origin" });
+  if (!r.ok) throw new Error(`${r.status} ${await r.text()}`);
+  return r.json();
+}
+
+async function post(path, body) {
+  const r = await fetch(API + path, {
+    method: "POST",
+    credentials: "same-origin",
+    headers: { "Content-Type": "application/json", "X-CSRF-Token": session.csrf },
+    body: JSON.stringify(body || {}),
+  });
+  const data = await r.json().catch(() => ({}));
+  if (!r.ok) throw new Error(data.error || `HTTP ${r.status}`);
+  return data;
+}
+
+function action(label, path, opts) {
+  opts = opts || {};
+  return h("button", {
+    class: opts.danger ? "danger" : "",
+    "data-action": opts.id || label.toLowerCase(),
+    disabled: !session.admin,
+    title: session.admin ? "" : "admin role required",
+    onclick: async (ev) => {
+      if (opts.confirm && !window.confirm(opts.confirm)) return;
+      ev.target.disabled = true;
+      try {
+        await post(path, opts.body);
+        toast(`${label}: done`);
+        if (opts.after) opts.after(); else route();
+      } catch (e) {
+        toast(`${label}: ${e.message}`, true);
+        ev.target.disabled = false;
+      }
+    },
+  }, label);
+}
+
+const enc = encodeURIComponent;
+
+// -- pages --------------------------------------------------------------------------------
+
+function queueRow(q) {
+  const link = (state, n) => h("a", { href: `#/queue/${enc(q.name)}/${state}`, "data-count": `${q.name}:${state}` }, n);
+  return h("tr", { "data-queue": q.name },
+    h("td", {}, h("a", { href: `#/queue/${enc(q.name)}/waiting` }, q.name), " ",
+      q.isPaused ? h("span", { class: "badge paused", "data-paused": "1" }, "paused") : null),
+    h("td", { class: "num" }, link("waiting", q.isPaused ? q.paused : q.waiting)),
+    h("td", { class: "num" }, link("active", q.active)),
+    h("td", { class: "num" }, link("delayed", q.delayed)),
+    h("td", { class: "num" }, link("completed", q.completed)),
+    h("td", { class: "num" }, link("failed", q.failed)),
+    h("td", { class: "num" }, q.schedules),
+    h("td", {}, q.isPaused
+      ? action("Resume", `/queues/${enc(q.name)}/resume`, { id: `resume-${q.name}` })
+      : action("Pause", `/queues/${enc(q.name)}/pause`, { id: `pause-${q.name}` })),
+  );
+}
+
+function renderQueues(queues, events) {
+  const view = document.getElementById("view");
+  const body = h("tbody", { id: "queue-rows" }, queues.map(queueRow));
+  const activity = h("ul", { class: "activity", id: "activity" });
+  const old = document.getElementById("activity");
+  if (old) activity.append(...Array.from(old.childNodes).slice(0, 30));
+  for (const e of (events || []).slice().reverse()) {
+    activity.prepend(h("li", {}, `${fmtTime(e.ts)}  ${e.queue}  ${e.event}${e.jobId ? " #" + e.jobId : ""}${e.by ? " by " + e.by : ""}`));
+  }
+  while (activity.childNodes.length > 30) activity.lastChild.remove();
+  view.replaceChildren(
+    h("h1", {}, "Queues"),
+    h("table", { id: "queues" },
+      h("thead", {}, h("tr", {}, ["Queue", "Waiting", "Active", "Delayed", "Completed", "Failed", "Schedules", ""].map((t) => h("th", {}, t)))),
+      body),
+    h("h2", {}, "Live activity"),
+    activity,
+  );
+}
+
+async function pageQueues() {
+  const data = liveCounts ? { queues: liveCounts } : await get("/queues");
+  renderQueues(data.queues, []);
+}
+
+async function pageQueue(name, state, page) {
+  page = Number(page || 0);
+  const [data, all] = await Promise.all([
+    get(`/queues/${enc(name)}/jobs?state=${enc(state)}&page=${page}`),
+    get("/queues"),
+  ]);
+  const q = all.queues.find((x) => x.name === name) || {};
+  const tabs = h("div", { class: "tabs" }, STATES.map((s) =>
+    h("a", { href: `#/queue/${enc(name)}/${s}`, class: s === state ? "active" : "" }, `${s} (${s === "waiting" && q.isPaused ? q.paused : q[s] ?? 0})`)));
+  const toolbar = h("div", { class: "toolbar" },
+    q.isPaused ? h("span", { class: "badge paused" }, "paused") : null,
+    q.isPaused ? action("Resume", `/queues/${enc(name)}/resume`, { id: "resume" })
+      : action("Pause", `/queues/${enc(name)}/pause`, { id: "pause" }),
+    state === "completed" || state === "failed"
+      ? action(`Clean ${state}`, `/queues/${enc(name)}/clean/${state}`, { id: "clean", danger: true, body: { graceMs: 0 }, confirm: `Remove every ${state} job of ${name}?` })
+      : null);
+  const rows = data.jobs.map((j) => h("tr", { "data-job": j.id },
+    h("td", {}, h("a", { href: `#/job/${enc(name)}/${enc(j.id)}` }, j.id)),
+    h("td", {}, j.name),
+    h("td", { class: "num" }, j.attemptsMade),
+    h("td", {}, fmtTime(j.timestamp)),
+    h("td", {}, fmtTime(j.finishedOn || j.processedOn)),
+    h("td", {}, j.failedReason || "")));
+  const pages = Math.max(1, Math.ceil(data.total / data.size));
+  const pager = h("div", { class: "pager" },
+    h("a", { href: page > 0 ? `#/queue/${enc(name)}/${state}/${page - 1}` : null, "data-page": "prev" }, "‹ prev"),
+    h("span", { class: "muted" }, `page ${page + 1} of ${pages} · ${data.total} jobs`),
+    h("a", { href: page + 1 < pages ? `#/queue/${enc(name)}/${state}/${page + 1}` : null, "data-page": "next" }, "next ›"));
+  document.getElementById("view").replaceChildren(
+    h("h1", {}, h("a", { href: "#/" }, "Queues"), " / ", name),
+    tabs, toolbar,
+    h("table", { id: "jobs" },
+      h("thead", {}, h("tr", {}, ["Id", "Name", "Attempts", "Created", "Finished / started", "Failed reason"].map((t) => h("th", {}, t)))),
+      h("tbody", {}, rows.length ? rows : [h("tr", {}, h("td", { colspan: 6, class: "muted" }, `No ${state} jobs`))])),
+    pager);
+}
+
+async function pageJob(name, id) {
+  const data = await get(`/queues/${enc(name)}/jobs/${enc(id)}`);
+  const j = data.job;
+  const back = `#/queue/${enc(name)}/${j.state || "waiting"}`;
+  const pct = typeof j.progress === "number" ? Math.max(0, Math.min(100, j.progress)) : null;
+  const bar = h("div", { class: "progress" }, h("span"));
+  if (pct !== null) bar.firstChild.style.width = `${pct}%`;
+  const actions = h("div", { class: "toolbar" },
+    j.state === "failed" ? action("Retry", `/queues/${enc(name)}/jobs/${enc(id)}/retry`, { id: "retry" }) : null,
+    j.state === "delayed" ? action("Promote", `/queues/${enc(name)}/jobs/${enc(id)}/promote`, { id: "promote" }) : null,
+    j.state !== "active" ? action("Remove", `/queues/${enc(name)}/jobs/${enc(id)}/remove`, { id: "remove", danger: true, confirm: `Remove job ${id}?`, after: () => { location.hash = back; } }) : null);
+  const kv = (pairs) => h("dl", { class: "kv" }, pairs.flatMap(([k, v]) => [h("dt", {}, k), h("dd", {}, v)]));
+  document.getElementById("view").replaceChildren(
+    h("h1", {}, h("a", { href: "#/" }, "Queues"), " / ", h("a", { href: back }, name), " / job ", id),
+    actions,
+    kv([
+      ["State", h("span", { class: `badge ${j.state}`, id: "job-state" }, j.state || "unknown")],
+      ["Name", j.name],
+      ["Attempts made", `${j.attemptsMade} of ${j.opts.attempts || 1}`],
+      ["Stalled", j.stalledCount],
+      ["Progress", pct !== null ? h("span", {}, bar, ` ${pct}%`) : JSON.stringify(j.progress)],
+      ["Created", fmtTime(j.timestamp)],
+      ["Started", fmtTime(j.processedOn)],
+      ["Finished", fmtTime(j.finishedOn)],
+      ["Failed reason", h("span", { id: "failed-reason" }, j.failedReason || "—")],
+    ]),
+    h("div", { class: "grid" },
+      h("section", {}, h("h2", {}, "Data"), json(j.data)),
+      h("section", {}, h("h2", {}, "Options"), json(j.opts))),
+    j.returnvalue !== null ? h("section", {}, h("h2", {}, "Return value"), json(j.returnvalue)) : null,
+    h("h2", {}, "Stack trace"),
+    j.stacktrace.length ? h("pre", { id: "stacktrace" }, j.stacktrace.join("\n\n")) : h("p", { class: "muted" }, "none"),
+    h("h2", {}, "Logs"),
+    data.logs.length ? h("pre", {}, data.logs.join("\n")) : h("p", { class: "muted" }, "none"),
+    h("h2", {}, "Timeline"),
+    h("table", { id: "timeline" },
+      h("thead", {}, h("tr", {}, ["Time", "Event", "Details"].map((t) => h("th", {}, t)))),
+      h("tbody", {}, data.timeline.map((e) => {
+        const { ts, event, jobId, ...rest } = e;
+        return h("tr", {}, h("td", {}, fmtTime(ts)), h("td", {}, event),
+          h("td", {}, Object.entries(rest).map(([k, v]) => `${k}=${v}`).join("  ")));
+      }))));
+}
+
+async function pageSchedules() {
+  const data = await get("/schedules");
+  const rows = data.schedules.map((s) => h("tr", { "data-schedule": s.name },
+    h("td", {}, s.name, s.paused ? h("span", { class: "badge paused" }, " paused") : null),
+    h("td", {}, h("a", { href: `#/queue/${enc(s.queue)}/waiting` }, s.queue)),
+    h("td", {}, h("code", {}, s.cron || `every ${s.everyMs} ms`)),
+    h("td", {}, s.tz),
+    h("td", {}, (s.nextFires || []).map((t) => h("div", {}, fmtTime(t)))),
+    h("td", {}, fmtTime(s.lastFireMs)),
+    h("td", {}, fmtTime(s.lastSuccessMs)),
+    h("td", { class: "num" }, s.missedCount),
+    h("td", { class: "num" }, s.consecutiveFailures),
+    h("td", {}, s.leader ? `${s.leader} (epoch ${s.leaderEpoch})` : h("span", { class: "muted" }, "none")),
+    h("td", {}, action("Run now", `/queues/${enc(s.queue)}/schedules/${enc(s.name)}/run`, { id: `run-${s.name}` }))));
+  document.getElementById("view").replaceChildren(
+    h("h1", {}, "Schedules"),
+    h("table", { id: "schedules" },
+      h("thead", {}, h("tr", {}, ["Schedule", "Queue", "Expression", "Zone", "Next fires", "Last fire", "Last success", "Missed", "Failing", "Leader", ""].map((t) => h("th", {}, t)))),
+      h("tbody", {}, rows.length ? rows : [h("tr", {}, h("td", { colspan: 11, class: "muted" }, "No schedules registered"))])));
+}
+
+async function pageAudit() {
+  const data = await get("/audit");
+  const rows = data.entries.map((e) => {
+    const what = e.jobId ? `job ${e.jobId}` : e.schedule ? `schedule ${e.schedule}` : e.state ? `${e.count} ${e.state} jobs` : "queue";
+    return h("tr", {}, h("td", {}, fmtTime(e.ts)), h("td", {}, e.by), h("td", {}, e.event), h("td", {}, e.queue), h("td", {}, what));
+  });
+  document.getElementById("view").replaceChildren(
+    h("h1", {}, "Audit"),
+    h("p", { class: "muted" }, "Who paused, resumed, cleaned, retried, promoted, removed or ran what (newest first, from the queues' event streams)."),
+    h("table", { id: "audit" },
+      h("thead", {}, h("tr", {}, ["When", "Who", "Action", "Queue", "What"].map((t) => h("th", {}, t)))),
+      h("tbody", {}, rows.length ? rows : [h("tr", {}, h("td", { colspan: 5, class: "muted" }, "Nothing yet"))])));
+}
+
+// -- router and live updates ------------------------------------------------------------
+
+let current = "";
+
+async function route() {
+  const parts = location.hash.replace(/^#\/?/, "").split("/").map(decodeURIComponent);
+  current = parts[0] || "queues";
+  for (const a of document.querySelectorAll("[data-nav]")) {
+    a.classList.toggle("active", a.dataset.nav === current || (current === "queue" && a.dataset.nav === "queues") || (current === "job" && a.dataset.nav === "queues"));
+  }
+  try {
+    if (current === "queue") await pageQueue(parts[1], parts[2] || "waiting", parts[3]);
+    else if (current === "job") await pageJob(parts[1], parts.slice(2).join("/"));
+    else if (current === "schedules") await pageSchedules();
+    else if (current === "audit") await pageAudit();
+    else { current = "queues"; await pageQueues(); }
+    document.body.dataset.page = current;
+  } catch (e) {
+    document.getElementById("view").replaceChildren(h("p", { class: "muted" }, `Could not load: ${e.message}`));
+  }
+}
+
+function connectLive() {
+  const badge = document.getElementById("live");
+  const source = new EventSource(API + "/live");
+  source.addEventListener("open", () => { badge.textContent = "live"; badge.className = "live on"; });
+  source.addEventListener("error", () => { badge.textContent = "reconnecting"; badge.className = "live off"; });
+  source.addEventListener("counts", (msg) => {
+    const data = JSON.parse(msg.data);
+    liveCounts = data.queues;
+    badge.textContent = "live"; badge.className = "live on";
+    if (current === "queues") renderQueues(data.queues, data.events);
+  });
+}
+
+async function start() {
+  Object.assign(session, await get("/session"));
+  document.getElementById("user").textContent = `${session.user}${session.admin ? " (admin)" : ""}`;
+  window.addEventListener("hashchange", route);
+  await route();
+  connectLive();
+}
+
+start();

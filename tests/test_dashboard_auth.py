@@ -1,0 +1,167 @@
+"""Dashboard security over real HTTP (RELIABILITY S8): no default password, basic auth
+with a timing-safe compare, tokens as an alternative, admin + CSRF for every action."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hmac
+import logging
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from engine import QueueManager
+from engine.api.dashboard import setup_dashboard
+from tests.monitoring import PASSWORD, serve_dashboard, token
+
+
+def basic(user: str, password: str) -> dict[str, str]:
+    raw = base64.b64encode(f"{user}:{password}".encode()).decode()
+    return {"Authorization": f"Basic {raw}"}
+
+
+ADMIN = basic("admin", PASSWORD)
+
+
+def test_without_a_password_the_dashboard_is_not_mounted_and_the_log_says_why(
+    manager: QueueManager, caplog: pytest.LogCaptureFixture
+) -> None:
+    app = web.Application()
+    caplog.set_level(logging.WARNING, logger="engine.dashboard")
+    assert setup_dashboard(app, manager, env={}) is False
+    assert not [r for r in app.router.routes() if r.resource and "/admin" in r.resource.canonical]
+    assert "ENGINE_ADMIN_PASSWORD" in caplog.text and "no default password" in caplog.text
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {},
+        basic("admin", "admin"),
+        basic("admin", ""),
+        basic("admin", PASSWORD + "x"),
+        basic("root", PASSWORD),
+        {"Authorization": "Basic !!!not-base64"},
+        {"Authorization": "Bearer not-a-token"},
+    ],
+)
+async def test_wrong_or_default_credentials_get_a_basic_challenge(
+    manager: QueueManager, headers: dict[str, str]
+) -> None:
+    async with serve_dashboard(manager) as base, aiohttp.ClientSession() as s:
+        for path in ("/admin/queues", "/admin/queues/api/queues", "/admin/queues/static/app.js"):
+            async with s.get(base + path, headers=headers) as r:
+                assert r.status == 401
+                assert r.headers["WWW-Authenticate"].startswith("Basic ")
+                assert PASSWORD not in await r.text()
+
+
+async def test_credentials_are_compared_with_hmac_compare_digest(
+    manager: QueueManager, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[tuple[Any, Any]] = []
+    real = hmac.compare_digest
+
+    def spy(a: Any, b: Any) -> bool:
+        calls.append((a, b))
+        return real(a, b)
+
+    monkeypatch.setattr(hmac, "compare_digest", spy)
+    async with (
+        serve_dashboard(manager) as base,
+        aiohttp.ClientSession() as s,
+        s.get(base + "/admin/queues/api/session", headers=ADMIN) as r,
+    ):
+        assert r.status == 200
+    assert (PASSWORD.encode(), PASSWORD.encode()) in calls
+
+
+async def test_page_and_session_for_the_admin_with_security_headers(
+    manager: QueueManager,
+) -> None:
+    async with serve_dashboard(manager) as base, aiohttp.ClientSession() as s:
+        async with s.get(base + "/admin/queues", headers=ADMIN) as r:
+            assert r.status == 200
+            assert "text/html" in r.headers["Content-Type"]
+            assert "frame-ancestors 'none'" in r.headers["Content-Security-Policy"]
+            assert PASSWORD not in await r.text()
+        async with s.get(base + "/admin/queues/api/session", headers=ADMIN) as r:
+            body = await r.json()
+            assert body["user"] == "admin" and body["admin"] is True and len(body["csrf"]) == 64
+
+
+async def test_actions_need_the_csrf_token_and_a_same_origin(manager: QueueManager) -> None:
+    q = manager.create_queue("q")
+    async with serve_dashboard(manager) as base, aiohttp.ClientSession() as s:
+        async with s.get(base + "/admin/queues/api/session", headers=ADMIN) as r:
+            csrf = (await r.json())["csrf"]
+        url = base + "/admin/queues/api/queues/q/pause"
+        refused = [
+            ADMIN,  # no token: what a cross-site form post with ambient credentials looks like
+            {**ADMIN, "X-CSRF-Token": "0" * 64},
+            {**ADMIN, "X-CSRF-Token": csrf, "Origin": "https://evil.example"},
+            {**ADMIN, "X-CSRF-Token": csrf, "Sec-Fetch-Site": "cross-site"},
+        ]
+        for headers in refused:
+            async with s.post(url, headers=headers) as r:
+                assert r.status == 403, headers
+        assert not await q.is_paused()
+        async with s.post(url, headers={**ADMIN, "X-CSRF-Token": csrf, "Origin": base}) as r:
+            assert r.status == 200
+        assert await q.is_paused()
+        assert (await q.events(1))[0]["by"] == "admin"
+
+
+async def test_tokens_read_but_only_admin_tokens_act(manager: QueueManager) -> None:
+    q = manager.create_queue("q")
+    async with serve_dashboard(manager) as base, aiohttp.ClientSession() as s:
+        viewer = {"Authorization": f"Bearer {token('viewer')}"}
+        async with s.get(base + "/admin/queues/api/queues", headers=viewer) as r:
+            assert r.status == 200 and (await r.json())["queues"][0]["name"] == "q"
+        async with s.get(base + "/admin/queues/api/session", headers=viewer) as r:
+            csrf = (await r.json())["csrf"]
+        async with s.post(
+            base + "/admin/queues/api/queues/q/pause", headers={**viewer, "X-CSRF-Token": csrf}
+        ) as r:
+            assert r.status == 403
+        admin = {"Authorization": f"Bearer {token('admin', 'ops')}"}
+        async with s.get(base + "/admin/queues/api/session", headers=admin) as r:
+            csrf = (await r.json())["csrf"]
+        async with s.post(
+            base + "/admin/queues/api/queues/q/pause", headers={**admin, "X-CSRF-Token": csrf}
+        ) as r:
+            assert r.status == 200
+    assert (await q.events(1))[0]["by"] == "ops"
+
+
+async def test_live_stream_outlives_the_api_request_deadline(manager: QueueManager) -> None:
+    q = manager.create_queue("q")
+    async with (
+        serve_dashboard(manager, request_timeout_s=0.1) as base,
+        aiohttp.ClientSession() as s,
+        s.get(base + "/admin/queues/api/live", headers=ADMIN) as r,
+    ):
+        assert r.headers["Content-Type"].startswith("text/event-stream")
+        first = await _next_event(r)
+        assert first["queues"][0]["waiting"] == 0
+        await asyncio.sleep(0.3)  # well past the API's per-request deadline
+        for _ in range(3):
+            await q.add({"n": 1})
+        # Snapshots follow the events; the counts reach 3 (intermediate ones may merge).
+        while (await _next_event(r))["queues"][0]["waiting"] != 3:
+            pass
+
+
+async def _next_event(r: aiohttp.ClientResponse) -> dict[str, Any]:
+    import orjson
+
+    data = b""
+    async for line in r.content:
+        if line.startswith(b"data: "):
+            data = line[6:]
+        elif line == b"\n" and data:
+            return orjson.loads(data)  # type: ignore[no-any-return]
+    raise AssertionError("stream ended")
