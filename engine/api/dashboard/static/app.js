@@ -22,6 +22,11 @@ function h(tag, attrs, ...children) {
   return el;
 }
 
+function render(...nodes) {
+  // replaceChildren would print a skipped (null) section as the text "null".
+  document.getElementById("view").replaceChildren(...nodes.flat().filter((n) => n !== null && n !== undefined && n !== false));
+}
+
 function fmtTime(ms) {
   if (ms === null || ms === undefined || ms === "") return "—";
   return new Date(Number(ms)).toISOString().replace("T", " ").replace("Z", " UTC");
@@ -101,16 +106,15 @@ function queueRow(q) {
 }
 
 function renderQueues(queues, events) {
-  const view = document.getElementById("view");
   const body = h("tbody", { id: "queue-rows" }, queues.map(queueRow));
   const activity = h("ul", { class: "activity", id: "activity" });
   const old = document.getElementById("activity");
   if (old) activity.append(...Array.from(old.childNodes).slice(0, 30));
-  for (const e of (events || []).slice().reverse()) {
+  for (const e of events || []) {  // oldest first, each on top: newest ends up first
     activity.prepend(h("li", {}, `${fmtTime(e.ts)}  ${e.queue}  ${e.event}${e.jobId ? " #" + e.jobId : ""}${e.by ? " by " + e.by : ""}`));
   }
   while (activity.childNodes.length > 30) activity.lastChild.remove();
-  view.replaceChildren(
+  render(
     h("h1", {}, "Queues"),
     h("table", { id: "queues" },
       h("thead", {}, h("tr", {}, ["Queue", "Waiting", "Active", "Delayed", "Completed", "Failed", "Schedules", ""].map((t) => h("th", {}, t)))),
@@ -153,7 +157,7 @@ async function pageQueue(name, state, page) {
     h("a", { href: page > 0 ? `#/queue/${enc(name)}/${state}/${page - 1}` : null, "data-page": "prev" }, "‹ prev"),
     h("span", { class: "muted" }, `page ${page + 1} of ${pages} · ${data.total} jobs`),
     h("a", { href: page + 1 < pages ? `#/queue/${enc(name)}/${state}/${page + 1}` : null, "data-page": "next" }, "next ›"));
-  document.getElementById("view").replaceChildren(
+  render(
     h("h1", {}, h("a", { href: "#/" }, "Queues"), " / ", name),
     tabs, toolbar,
     h("table", { id: "jobs" },
@@ -174,7 +178,7 @@ async function pageJob(name, id) {
     j.state === "delayed" ? action("Promote", `/queues/${enc(name)}/jobs/${enc(id)}/promote`, { id: "promote" }) : null,
     j.state !== "active" ? action("Remove", `/queues/${enc(name)}/jobs/${enc(id)}/remove`, { id: "remove", danger: true, confirm: `Remove job ${id}?`, after: () => { location.hash = back; } }) : null);
   const kv = (pairs) => h("dl", { class: "kv" }, pairs.flatMap(([k, v]) => [h("dt", {}, k), h("dd", {}, v)]));
-  document.getElementById("view").replaceChildren(
+  render(
     h("h1", {}, h("a", { href: "#/" }, "Queues"), " / ", h("a", { href: back }, name), " / job ", id),
     actions,
     kv([
@@ -220,7 +224,7 @@ async function pageSchedules() {
     h("td", { class: "num" }, s.consecutiveFailures),
     h("td", {}, s.leader ? `${s.leader} (epoch ${s.leaderEpoch})` : h("span", { class: "muted" }, "none")),
     h("td", {}, action("Run now", `/queues/${enc(s.queue)}/schedules/${enc(s.name)}/run`, { id: `run-${s.name}` }))));
-  document.getElementById("view").replaceChildren(
+  render(
     h("h1", {}, "Schedules"),
     h("table", { id: "schedules" },
       h("thead", {}, h("tr", {}, ["Schedule", "Queue", "Expression", "Zone", "Next fires", "Last fire", "Last success", "Missed", "Failing", "Leader", ""].map((t) => h("th", {}, t)))),
@@ -233,7 +237,7 @@ async function pageAudit() {
     const what = e.jobId ? `job ${e.jobId}` : e.schedule ? `schedule ${e.schedule}` : e.state ? `${e.count} ${e.state} jobs` : "queue";
     return h("tr", {}, h("td", {}, fmtTime(e.ts)), h("td", {}, e.by), h("td", {}, e.event), h("td", {}, e.queue), h("td", {}, what));
   });
-  document.getElementById("view").replaceChildren(
+  render(
     h("h1", {}, "Audit"),
     h("p", { class: "muted" }, "Who paused, resumed, cleaned, retried, promoted, removed or ran what (newest first, from the queues' event streams)."),
     h("table", { id: "audit" },
@@ -259,7 +263,7 @@ async function route() {
     else { current = "queues"; await pageQueues(); }
     document.body.dataset.page = current;
   } catch (e) {
-    document.getElementById("view").replaceChildren(h("p", { class: "muted" }, `Could not load: ${e.message}`));
+    render(h("p", { class: "muted" }, `Could not load: ${e.message}`));
   }
 }
 
