@@ -353,8 +353,9 @@ class AlertManager:
         in_flight = set(self._unclaimed)
         generation = self._generation
         try:
+            # TIME on its own: it has no key, so a Cluster pipeline could not route it.
+            sec, usec = await self.manager.client.time()
             async with self.manager.client.pipeline(transaction=False) as pipe:
-                pipe.time()
                 pipe.hgetall(self.key)
                 for q in queues:
                     q._queue_stats(pipe)
@@ -364,13 +365,12 @@ class AlertManager:
             self._redis_unreachable(type(exc).__name__)
             return
         self._redis_reachable()
-        sec, usec = results[0]
         now_ms = int(sec) * 1000 + int(usec) // 1000
         in_flight |= {k for k, g in self._opened_gen.items() if g > generation}
-        self._sync_open(results[1], in_flight | self._unclaimed)
+        self._sync_open(results[0], in_flight | self._unclaimed)
         per = 7
         for i, q in enumerate(queues):
-            chunk = results[2 + i * per : 2 + (i + 1) * per]
+            chunk = results[1 + i * per : 1 + (i + 1) * per]
             self._check_stalled(q.name, q._stats_from(chunk[:6]).waiting, chunk[6], now_ms)
 
     def _sync_open(self, remote: Mapping[str, str], in_flight: set[str]) -> None:

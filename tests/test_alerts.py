@@ -251,3 +251,13 @@ url_env = "ALERT_HOOK"
 def test_bad_alert_config_names_the_field(table: dict[str, Any], field: str) -> None:
     with pytest.raises(ValueError, match=field):
         AlertConfig.from_table(table, env={})
+
+
+def test_engine_config_reads_the_alerts_table() -> None:
+    from engine.config import parse_config
+
+    cfg = parse_config({"alerts": {"consecutive_failures": 5, "missed_ticks": False}})
+    assert cfg.alerts.consecutive_failures == 5 and cfg.alerts.missed_ticks is False
+    assert parse_config({}).alerts == AlertConfig()
+    with pytest.raises(ValueError, match="alerts.stalled_after_s"):
+        parse_config({"alerts": {"stalled_after_s": -1}})
