@@ -44,6 +44,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
+from .alerts import AlertConfig
 from .keys import validate_prefix
 from .lock import LeaseConfig
 from .scheduler import DEFAULT_MISFIRE_GRACE_MS, ScheduleDefinition, define_schedule
@@ -51,7 +52,7 @@ from .scheduler import DEFAULT_MISFIRE_GRACE_MS, ScheduleDefinition, define_sche
 DEFAULT_CONFIG_FILE = "engine.toml"
 CONFIG_ENV = "ENGINE_CONFIG"
 
-_TOP = {"engine", "lease", "schedules"}
+_TOP = {"engine", "lease", "schedules", "alerts"}
 _ENGINE = {"prefix"}
 _LEASE = {"ttl_ms", "renew_interval_ms", "margin_ms"}
 _SCHEDULE = {
@@ -100,6 +101,7 @@ class EngineConfig:
     prefix: str | None = None
     lease: LeaseConfig = field(default_factory=LeaseConfig)
     schedules: Mapping[str, ScheduleConfig] = field(default_factory=dict)
+    alerts: AlertConfig = field(default_factory=AlertConfig)  # [alerts], see engine.alerts
 
 
 def import_processor(path: str) -> Callable[..., Any]:
@@ -219,7 +221,8 @@ def parse_config(raw: Mapping[str, Any]) -> EngineConfig:
         name: parse_schedule_config(name, table)
         for name, table in _table("[schedules]", raw.get("schedules", {})).items()
     }
-    return EngineConfig(prefix=prefix, lease=lease, schedules=schedules)
+    alerts = AlertConfig.from_table(_table("[alerts]", raw.get("alerts", {})))
+    return EngineConfig(prefix=prefix, lease=lease, schedules=schedules, alerts=alerts)
 
 
 def config_path(env: Mapping[str, str] | None = None) -> Path:
