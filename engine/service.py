@@ -31,12 +31,15 @@ from redis.exceptions import RedisError
 
 from . import schedulers
 from .api import ApiSettings, AuthConfig, RunTarget, create_app
+from .alerts import setup_alerts
 from .api.auth import AuthNotConfigured
+from .api.dashboard import setup_dashboard
 from .config import EngineConfig, ScheduleConfig, load_config
 from .connection import DEFAULT_REDIS_URL, RedisSettings
 from .errors import ScheduleNotFound
 from .job import Job
 from .manager import QueueManager
+from .metrics import setup_metrics
 from .redis_server import RedisServer, free_port, ping, redis_server_binary
 from .scheduler import get_schedule_state, upsert_schedule
 
@@ -291,6 +294,9 @@ async def serve(options: ServiceOptions, env: Mapping[str, str] | None = None) -
                 schedules=schedule_reader(manager, declared),
                 settings=ApiSettings(),
             )
+            setup_metrics(app, manager)
+            setup_alerts(app, manager, config.alerts)
+            setup_dashboard(app, manager, env=env, auth=auth)
             runner = web.AppRunner(app, access_log=None, shutdown_timeout=5.0)
             await runner.setup()
             site = web.TCPSite(runner, options.host, options.port)
