@@ -3,7 +3,10 @@ prometheus-client's own parser."""
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 
 import aiohttp
 import pytest
@@ -15,6 +18,8 @@ from engine.metrics import FEED, Event, EventFeed, schedule_of, setup_metrics
 from engine.redis_server import RedisServer
 from tests.helpers import wait_for
 from tests.monitoring import add_event, claim, redis_now_ms, run_one
+
+GRAFANA = Path(__file__).resolve().parent.parent / "grafana" / "engine-dashboard.json"
 
 
 def samples(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
@@ -200,3 +205,26 @@ def test_setup_metrics_shares_one_feed_per_app(manager: QueueManager) -> None:
     from engine.metrics import feed_of
 
     assert feed_of(app, manager) is feed
+
+
+async def test_grafana_dashboard_only_uses_metrics_the_engine_exports(
+    manager: QueueManager, served: str
+) -> None:
+    q = manager.create_queue("q")
+    await run_one(q)
+    now = await redis_now_ms(q)
+    await add_event(q, event="fired", schedule="s", tick=now)
+    await add_event(q, event="missed", schedule="s", tick=now, reason="misfire")
+
+    async def exported() -> set[str] | None:
+        text = await scrape(served)
+        names = {s.name for f in text_string_to_metric_families(text) for s in f.samples}
+        # Families with no sample yet (no failure, no leader) are declared all the same.
+        suffixes = ("", "_total", "_bucket", "_count", "_sum")
+        names |= {f.name + x for f in text_string_to_metric_families(text) for x in suffixes}
+        return names if "engine_cron_missed_ticks_total" in names else None
+
+    names = await wait_for(exported)
+    exprs = [t["expr"] for p in json.loads(GRAFANA.read_text())["panels"] for t in p["targets"]]
+    used = {m for e in exprs for m in re.findall(r"\bengine_[a-z_]+", e)}
+    assert used and used <= names, used - names
