@@ -1,5 +1,6 @@
 """A Redis-native distributed job and cron scheduler engine for asyncio services."""
 
+from .alerts import AlertConfig, AlertManager, WebhookConfig
 from .connection import RedisSettings
 from .errors import (
     EngineError,
@@ -14,6 +15,7 @@ from .errors import (
 from .job import Job, JobState
 from .lock import LeaderLease, LeaseConfig
 from .manager import QueueManager
+from .metrics import EngineMetrics, EventFeed
 from .options import Backoff, JobOptions, Retention
 from .queue import BulkJob, Queue, QueueStats
 from .scheduler import (
@@ -28,9 +30,13 @@ from .scheduler import (
 from .worker import RateLimit, Worker, WorkerOptions
 
 __all__ = [
+    "AlertConfig",
+    "AlertManager",
     "Backoff",
     "BulkJob",
     "EngineError",
+    "EngineMetrics",
+    "EventFeed",
     "InvalidJobState",
     "Job",
     "JobNotFound",
@@ -52,6 +58,7 @@ __all__ = [
     "ScheduleState",
     "Scheduler",
     "UnrecoverableError",
+    "WebhookConfig",
     "Worker",
     "WorkerOptions",
     "define_schedule",
