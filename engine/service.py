@@ -30,8 +30,8 @@ from aiohttp import web
 from redis.exceptions import RedisError
 
 from . import schedulers
-from .api import ApiSettings, AuthConfig, RunTarget, create_app
 from .alerts import setup_alerts
+from .api import ApiSettings, AuthConfig, RunTarget, create_app
 from .api.auth import AuthNotConfigured
 from .api.dashboard import setup_dashboard
 from .config import EngineConfig, ScheduleConfig, load_config

@@ -259,5 +259,5 @@ def test_engine_config_reads_the_alerts_table() -> None:
     cfg = parse_config({"alerts": {"consecutive_failures": 5, "missed_ticks": False}})
     assert cfg.alerts.consecutive_failures == 5 and cfg.alerts.missed_ticks is False
     assert parse_config({}).alerts == AlertConfig()
-    with pytest.raises(ValueError, match="alerts.stalled_after_s"):
+    with pytest.raises(ValueError, match=r"alerts\.stalled_after_s"):
         parse_config({"alerts": {"stalled_after_s": -1}})
