@@ -117,9 +117,12 @@ class LiveHub:
         if self.clients:
             self._dirty.set()
 
-    async def snapshot(self) -> bytes:
-        body = {"queues": await overview(self.manager), "events": self._recent[-20:]}
-        self._recent.clear()
+    async def snapshot(self, with_events: bool = True) -> bytes:
+        """Counts of every queue, plus (for a broadcast) the events since the last one."""
+        events: list[dict[str, Any]] = []
+        if with_events:
+            events, self._recent = self._recent, []
+        body = {"queues": await overview(self.manager), "events": events}
         return b"event: counts\ndata: " + orjson.dumps(body) + b"\n\n"
 
     def start(self) -> None:
@@ -324,7 +327,7 @@ async def jobs(request: web.Request) -> web.Response:
     page = _int_query(request, "page", 0, 10**6)
     start = page * size
     listed = await queue.get_jobs(state, start, start + size - 1)
-    total = int(await queue.store.client.zcard(queue._state_key(state)))
+    total = await queue.count_jobs(state)
     return _reply(
         {
             "queue": queue.name,
@@ -417,7 +420,8 @@ async def live(request: web.Request) -> web.StreamResponse:
     client: asyncio.Queue[bytes | None] = asyncio.Queue(8)
     hub.clients.add(client)
     try:
-        await response.write(b"retry: 2000\n\n" + await hub.snapshot())
+        # The first snapshot carries counts only: pending events arrive with the next push.
+        await response.write(b"retry: 2000\n\n" + await hub.snapshot(with_events=False))
         while True:
             try:
                 message = await asyncio.wait_for(client.get(), KEEPALIVE_S)
