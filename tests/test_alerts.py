@@ -15,7 +15,7 @@ from aiohttp import web
 from engine import QueueManager
 from engine.alerts import AlertConfig, AlertManager, WebhookConfig
 from engine.connection import RedisSettings
-from engine.metrics import EventFeed
+from engine.metrics import Event, EventFeed
 from engine.redis_server import RedisServer
 from tests.helpers import wait_for
 from tests.monitoring import add_event, claim, complete, fail, redis_now_ms, run_one
@@ -261,3 +261,28 @@ def test_engine_config_reads_the_alerts_table() -> None:
     assert parse_config({}).alerts == AlertConfig()
     with pytest.raises(ValueError, match=r"alerts\.stalled_after_s"):
         parse_config({"alerts": {"stalled_after_s": -1}})
+
+
+async def test_an_instance_that_sees_an_incident_late_cannot_reopen_it(
+    manager: QueueManager, receiver: Receiver
+) -> None:
+    cfg = config(receiver, consecutive_failures=2)
+    fast = AlertManager(manager, cfg, instance_id="fast")
+    slow = AlertManager(manager, cfg, instance_id="slow")
+    await fast.start()
+    await slow.start()
+    try:
+        failures = [
+            Event("q", f"{1000 + i}-0", {"event": "failed", "jobId": str(i)}) for i in range(2)
+        ]
+        recovery = Event("q", "1002-0", {"event": "completed", "jobId": "9", "duration": "1"})
+        fast.observe([*failures, recovery])
+        await wait_for(lambda: _async(receiver.by("resolved")))
+        slow.observe(failures)  # the same failures, read after the incident closed
+        slow.observe([Event("q", "1003-0", {"event": "missed", "schedule": "marker", "tick": "1"})])
+        await wait_for(lambda: _async([n for n in receiver.notices if n["schedule"] == "marker"]))
+        statuses = [n["status"] for n in receiver.notices if n["rule"] == "consecutive_failures"]
+        assert statuses == ["firing", "resolved"]
+    finally:
+        await fast.stop()
+        await slow.stop()
