@@ -98,7 +98,8 @@ class EventFeed:
         if block_ms < 1 or batch < 1 or poll_interval_s <= 0 or max_backoff_s <= 0:
             raise ValueError("block_ms, batch, poll_interval_s and max_backoff_s must be positive")
         self.manager = manager
-        self.block_ms = block_ms
+        # A blocked read must return before the socket timeout would call it a failure.
+        self.block_ms = max(1, min(block_ms, int(manager.settings.socket_timeout_s * 500)))
         self.batch = batch
         self.poll_interval_s = poll_interval_s
         self.max_backoff_s = max_backoff_s
