@@ -56,6 +56,14 @@ BackoffStrategy = Callable[[int, BaseException, Job], int]
 _BLOCK_SOCKET_MARGIN_S = 5.0
 _MAX_STACK_CHARS = 8000
 _CLOSE_FLUSH_S = 5.0
+# Most jobs finished by one complete_job call (bounds the script's run and its unpack).
+_COMPLETE_CHUNK = 500
+# From this concurrency on, the driver keeps two exchanges in flight (each claiming half
+# the slots): the next one goes out while Redis runs the last. Below it, halving the
+# batches costs more than the overlap saves (measured: c=10 -20%, c=50 +30%).
+_OVERLAP_FROM = 32
+# A blocking pop may time out a hair before the due time it was sized for.
+_DUE_SLACK_S = 0.005
 
 
 @dataclass(frozen=True, slots=True)
@@ -265,6 +273,12 @@ class Worker:
         self._queue_empty = False
         self._limited_until = 0.0
         self._next_due: float | None = None
+        # Exchanges (pipelines) in flight, at most ``_depth``; slots their claims asked for.
+        self._inflight: set[asyncio.Task[None]] = set()
+        self._reserved = 0
+        self._backoff_until = 0.0
+        self._depth = 2 if o.concurrency >= _OVERLAP_FROM else 1
+        self._per_exchange = max(1, -(-o.concurrency // self._depth))
         self._opts_cache: dict[str, JobOptions] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._driver: asyncio.Task[None] | None = None
@@ -315,6 +329,13 @@ class Worker:
         if blocker is not None:
             blocker.cancel()
             await asyncio.gather(blocker, return_exceptions=True)
+            if blocker.cancelled():
+                # The pop may have taken a marker on the server whose reply we dropped:
+                # put a wake-up back so another worker claims (at worst a spare claim).
+                with contextlib.suppress(*_REDIS_ERRORS, TimeoutError):
+                    await asyncio.wait_for(
+                        self.store.client.zadd(self.keys.marker, {"w": 0}), _CLOSE_FLUSH_S
+                    )
         handlers = [a.task for a in self._attempts.values() if a.task and not a.task.done()]
         if handlers:
             await asyncio.wait(handlers, timeout=max(timeout_s, 0))
@@ -338,12 +359,11 @@ class Worker:
                     len(self._pending),
                     self.queue_name,
                 )
-        for task in [*self._tasks, self._driver]:
+        tasks = [*self._tasks, self._driver, *self._inflight]
+        for task in tasks:
             if task is not None:
                 task.cancel()
-        await asyncio.gather(
-            *(t for t in [*self._tasks, self._driver] if t), return_exceptions=True
-        )
+        await asyncio.gather(*(t for t in tasks if t), return_exceptions=True)
         self._runner.shutdown()
         if self._block_client is not None:
             await self._block_client.aclose()
@@ -390,43 +410,76 @@ class Worker:
     def _free(self) -> int:
         return self.options.concurrency - self._busy
 
+    def _claim_count(self) -> int:
+        """Slots to claim now: free slots not already asked for by an exchange in flight,
+        at most ``fetch_batch`` and, so that two exchanges can overlap, at most
+        ``concurrency / depth``."""
+        if self._closing or self._queue_empty or time.monotonic() < self._limited_until:
+            return 0
+        o = self.options
+        free = self._free() - self._reserved
+        return max(0, min(free, o.fetch_batch, self._per_exchange))
+
     async def _drive(self) -> None:
         while True:
-            if self._closing and not self._pending and self._busy == 0:
+            self._wake.clear()
+            if self._closing and not self._pending and self._busy == 0 and not self._inflight:
                 return
-            claim = (
-                not self._closing
-                and self._free() > 0
-                and not self._queue_empty
-                and time.monotonic() >= self._limited_until
-            )
-            if self._pending or claim:
-                backoff_s = await self._exchange(claim)
-                if backoff_s is not None:
-                    await asyncio.sleep(backoff_s)
-                continue
-            await self._idle()
+            backoff_s = self._backoff_until - time.monotonic()
+            if len(self._inflight) < self._depth and backoff_s <= 0:
+                count = self._claim_count()
+                if self._pending or count:
+                    self._reserved += count
+                    finishes, self._pending = self._pending, []
+                    task = asyncio.create_task(self._exchange(finishes, count))
+                    self._inflight.add(task)
+                    task.add_done_callback(self._exchanged)
+                    continue
+            if self._inflight:
+                await self._wake.wait()
+            elif backoff_s > 0:
+                await asyncio.sleep(backoff_s)
+            else:
+                await self._idle()
 
-    async def _exchange(self, claim: bool) -> float | None:
-        """Send pending finishes and (maybe) a claim in one pipeline. On a Redis error,
-        returns how long to back off."""
-        finishes, self._pending = self._pending, []
-        count = min(self._free(), self.options.fetch_batch) if claim else 0
+    def _exchanged(self, task: asyncio.Task[None]) -> None:
+        self._inflight.discard(task)
+        self._wake.set()
+
+    async def _exchange(self, finishes: list[_Finish], count: int) -> None:
+        """Send pending finishes and (maybe) a claim for ``count`` slots in one pipeline.
+        On a Redis error, sets when the driver may try again."""
+        try:
+            backoff_s = await self._send(finishes, count)
+        finally:
+            self._reserved -= count
+        if backoff_s is not None:
+            self._backoff_until = max(self._backoff_until, time.monotonic() + backoff_s)
+
+    async def _send(self, finishes: list[_Finish], count: int) -> float | None:
         scripts = self.store.scripts
         o = self.options
+        completes = [f for f in finishes if f.complete]
+        fails = [f for f in finishes if not f.complete]
+        chunks = [
+            completes[i : i + _COMPLETE_CHUNK] for i in range(0, len(completes), _COMPLETE_CHUNK)
+        ]
+        k = self.keys
         try:
             async with self.store.client.pipeline(transaction=False) as pipe:
-                for f in finishes:
-                    if f.complete:
-                        await scripts.complete_job(self._complete_keys, f.args, client=pipe)
-                    else:
-                        await scripts.fail_job(self._fail_keys, f.args, client=pipe)
+                for chunk in chunks:
+                    args: list[str | int] = [k.job_prefix, self.store.max_events, o.retention_batch]
+                    for f in chunk:
+                        args += f.args
+                    await scripts.complete_job(self._complete_keys, args, client=pipe)
+                for f in fails:
+                    await scripts.fail_job(self._fail_keys, f.args, client=pipe)
                 if count:
                     rate = o.rate_limit
                     await scripts.move_to_active(
                         self._claim_keys,
                         [
-                            self.keys.job_prefix,
+                            k.job_prefix,
                             self.id,
                             count,
                             o.lease_ms,
@@ -449,8 +502,12 @@ class Worker:
                 self._pending = finishes + self._pending
             return backoff_s
         self._outage.ok()
-        for f, result in zip(finishes, results, strict=False):
-            self._finished(f, result)
+        for chunk, result in zip(chunks, results, strict=False):
+            _now, codes, durations = result
+            for f, code, duration in zip(chunk, codes, durations, strict=True):
+                self._completed(f, int(code), int(duration))
+        for f, result in zip(fails, results[len(chunks) :], strict=False):
+            self._failed(f, result)
         if count:
             self._claimed(results[-1], count)
         return None
@@ -459,7 +516,11 @@ class Worker:
         self._wake.clear()
         now = time.monotonic()
         if self._closing or self._free() == 0:
-            await self._wake.wait()
+            due = None if self._closing else self._next_due
+            if due is None:
+                await self._wake.wait()
+            else:
+                await self._hand_off_due(due - now)
             return
         if self._limited_until > now:
             await self._sleep_or_wake(self._limited_until - now)
@@ -476,16 +537,39 @@ class Worker:
         await asyncio.wait([self._blocker, waker], return_when=asyncio.FIRST_COMPLETED)
         waker.cancel()
         if not self._blocker.done():
-            return  # a finish to send; keep blocking afterwards
+            return  # a finish to send, or a re-check; keep blocking afterwards
         blocker, self._blocker = self._blocker, None
-        self._queue_empty = False
         if blocker.cancelled():
+            self._queue_empty = False
             return
         exc = blocker.exception()
         if exc is not None:
             # Whatever the blocking call raised (redis-py may raise odd errors for a
             # connection torn down mid-handshake), the worker backs off, never dies.
+            self._queue_empty = False
             await asyncio.sleep(self._outage.failed(exc))
+            return
+        due = self._next_due
+        if blocker.result() is not None or (
+            due is not None and time.monotonic() >= due - _DUE_SLACK_S
+        ):
+            # A marker (jobs ready, a delayed job announced, a resume) or a delayed job
+            # due: claim. A plain timeout with nothing due costs no claim: block again.
+            self._queue_empty = False
+
+    async def _hand_off_due(self, delay_s: float) -> None:
+        """Every slot is busy and this worker knows a delayed job falls due: if it is still
+        full then, wake a blocked worker of the queue (it claims, which promotes the job),
+        since the others may not know the due time (a `d` marker wakes one worker)."""
+        await self._sleep_or_wake(max(delay_s, 0.0))
+        if self._wake.is_set() or self._closing or self._free() > 0:
+            return
+        try:
+            await self.store.client.zadd(self.keys.marker, {"d": 0})
+        except _REDIS_ERRORS as exc:
+            await asyncio.sleep(self._outage.failed(exc))
+            return
+        self._next_due = None  # learnt again at this worker's next claim
 
     async def _sleep_or_wake(self, delay_s: float) -> None:
         self._wake.clear()
@@ -569,17 +653,7 @@ class Worker:
         except Exception as exc:  # the handler's failure is the job's, never the worker's
             return self._fail(attempt, exc, str(exc) or type(exc).__name__)
         keep, age_ms = _retention_args(job.opts.remove_on_complete)
-        args: list[str | int] = [
-            self.keys.job_prefix,
-            job.id,
-            attempt.token,
-            rv,
-            keep,
-            age_ms,
-            self.store.max_events,
-            self.options.retention_batch,
-        ]
-        return _Finish(attempt, True, args)
+        return _Finish(attempt, True, [job.id, attempt.token, rv, keep, age_ms])
 
     def _fail(self, attempt: _Attempt, exc: BaseException | None, reason: str) -> _Finish:
         job = attempt.job
@@ -621,24 +695,34 @@ class Worker:
                 return backoff.delay
         return backoff.delay_for(attempts_made, random.random())
 
-    def _finished(self, f: _Finish, result: Any) -> None:
+    def _lease_lost(self, f: _Finish) -> None:
+        logger.warning(
+            "Job %s of queue %s: %s refused, lease lost (the job was recovered elsewhere)",
+            f.attempt.job.id,
+            self.queue_name,
+            "completion" if f.complete else "failure",
+        )
+
+    def _completed(self, f: _Finish, code: int, duration_ms: int) -> None:
+        attempt = f.attempt
+        self._attempts.pop((attempt.job.id, attempt.token), None)
+        if code == 1:
+            logger.info(
+                "Job %s completed in queue %s (%d ms)", attempt.job.id, self.queue_name, duration_ms
+            )
+        elif code == -2:
+            self._lease_lost(f)
+        # 0: this very call already ran (a retried pipeline)
+
+    def _failed(self, f: _Finish, result: Any) -> None:
         attempt = f.attempt
         job = attempt.job
         self._attempts.pop((job.id, attempt.token), None)
         if isinstance(result, int):
             if result == -2:
-                logger.warning(
-                    "Job %s of queue %s: %s refused, lease lost (the job was recovered elsewhere)",
-                    job.id,
-                    self.queue_name,
-                    "completion" if f.complete else "failure",
-                )
+                self._lease_lost(f)
             return  # 0: this very call already ran (a retried pipeline)
-        if f.complete:
-            logger.info(
-                "Job %s completed in queue %s (%d ms)", job.id, self.queue_name, int(result[1])
-            )
-        elif int(result[1]):
+        if int(result[1]):
             logger.info(
                 "Job %s failed in queue %s (attempt %d of %d): %s; retrying in %d ms",
                 job.id,
@@ -714,6 +798,10 @@ class Worker:
                         job_id,
                         self.queue_name,
                     )
+            # Safety net for a lost wake-up (a worker that popped a marker and died before
+            # its claim): an idle worker claims once per interval, not per blocking timeout.
+            self._queue_empty = False
+            self._wake.set()
             await asyncio.sleep(o.stalled_interval_ms / 1000)
 
 

@@ -30,7 +30,7 @@ async def complete(q: Queue, job_id: str, token: str, rv: str = "1") -> Any:
     k = q.keys
     return await q.store.scripts.complete_job(
         [k.active, k.completed, k.events],
-        [k.job_prefix, job_id, token, rv, -1, -1, q.store.max_events, 1000],
+        [k.job_prefix, q.store.max_events, 1000, job_id, token, rv, -1, -1],
     )
 
 

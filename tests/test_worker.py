@@ -413,3 +413,64 @@ async def test_worker_built_from_a_store(manager: QueueManager) -> None:
         await wait_for(lambda: completed(manager, "q", 1))
     finally:
         await worker.close()
+
+
+async def _command_calls(c: Any) -> dict[str, int]:
+    stats = await c.info("commandstats")
+    return {k.removeprefix("cmdstat_"): int(v["calls"]) for k, v in stats.items()}
+
+
+async def test_idle_worker_sends_one_command_per_blocking_timeout(
+    redis_factory: Callable[..., RedisServer], prefix: str
+) -> None:
+    server = redis_factory()
+    m = QueueManager(server.url, prefix=prefix)
+    try:
+        m.create_queue("q")
+
+        async def handler(job: Job) -> None:
+            return None
+
+        # Stalled recovery (and the idle safety claim it brings) out of the window.
+        worker = await m.process("q", handler, block_timeout_s=0.1, stalled_interval_ms=60_000)
+        await wait_for(lambda: asyncio.sleep(0, worker._blocker is not None))
+        await asyncio.sleep(0.3)
+        await m.client.config_resetstat()
+        await asyncio.sleep(1.0)  # about ten blocking timeouts
+        calls = await _command_calls(m.client)
+        pops = calls.pop("bzpopmin", 0)
+        calls.pop("config|resetstat", None)
+        # Only blocking pops: no claim script, no command inside one, nothing else.
+        assert pops >= 3
+        assert calls == {}
+    finally:
+        await m.close_all()
+
+
+async def test_idle_worker_still_claims_on_a_marker_and_for_a_due_delayed_job(
+    redis_factory: Callable[..., RedisServer], prefix: str
+) -> None:
+    server = redis_factory()
+    m = QueueManager(server.url, prefix=prefix)
+    try:
+        q = m.create_queue("q")
+
+        async def handler(job: Job) -> None:
+            return None
+
+        await m.process("q", handler, block_timeout_s=0.1, stalled_interval_ms=60_000)
+        await asyncio.sleep(0.3)  # idle: several timeouts without a claim
+        await q.add(1)
+        await wait_for(lambda: completed(m, "q", 1))
+        # Announced by the `d` marker; the worker then blocks until the due time and claims.
+        await q.add(2, {"delay": 400})
+        await wait_for(lambda: completed(m, "q", 2))
+        # Paused: a marker wakes the worker but it claims nothing; resume wakes it again.
+        await q.pause()
+        await q.add(3)
+        await asyncio.sleep(0.3)
+        assert (await q.get_stats()).paused == 1
+        await q.resume()
+        await wait_for(lambda: completed(m, "q", 3))
+    finally:
+        await m.close_all()

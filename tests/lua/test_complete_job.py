@@ -16,14 +16,21 @@ async def claim(q: Queue, count: int = 10, worker: str = "w1") -> list[Any]:
     return list(result[4])
 
 
-def complete(
+def complete_many(q: Queue, jobs: list[tuple[str, str, str, int, int]]) -> Any:
+    """One call finishing ``jobs``: (id, token, return value, keep, age ms) each."""
+    k = q.keys
+    args: list[str | int] = [k.job_prefix, 1000, 1000]
+    for job in jobs:
+        args += job
+    return q.store.scripts.complete_job([k.active, k.completed, k.events], args)
+
+
+async def complete(
     q: Queue, job_id: str, token: str, rv: str = "1", keep: int = -1, age_ms: int = -1
 ) -> Any:
-    k = q.keys
-    return q.store.scripts.complete_job(
-        [k.active, k.completed, k.events],
-        [k.job_prefix, job_id, token, rv, keep, age_ms, 1000, 1000],
-    )
+    """One job: {finished on, duration} when completed, else its code (0 or -2)."""
+    now, (code,), (duration,) = await complete_many(q, [(job_id, token, rv, keep, age_ms)])
+    return [now, duration] if code == 1 else code
 
 
 async def test_complete_moves_active_to_completed_with_return_value(manager: QueueManager) -> None:
@@ -99,3 +106,64 @@ async def test_complete_drops_jobs_older_than_the_age_limit(manager: QueueManage
     await complete(q, "2", job[1], age_ms=3_600_000)
     assert await c.zrange(q.keys.completed, 0, -1) == ["2"]
     assert await c.exists(q.keys.job("1")) == 0
+
+
+async def test_one_call_finishes_many_and_refuses_only_the_stale_token(
+    manager: QueueManager,
+) -> None:
+    q = manager.create_queue("q")
+    for i in range(4):
+        await q.add(i)
+    jobs = await claim(q)
+    before = await manager.client.hgetall(q.keys.job("2"))
+    batch = [(j[0], j[1] if j[0] != "2" else "w1:0", f'"r{j[0]}"', -1, -1) for j in jobs]
+    now, codes, durations = await complete_many(q, batch)
+    assert codes == [1, -2, 1, 1]
+    assert all(d >= 0 for d in durations)
+    c = manager.client
+    assert await c.zrange(q.keys.completed, 0, -1) == ["1", "3", "4"]
+    assert await c.zrange(q.keys.active, 0, -1) == ["2"]
+    assert await c.hgetall(q.keys.job("2")) == before
+    for job_id in ("1", "3", "4"):
+        got = await q.get_job(job_id)
+        assert got is not None and got.return_value == f"r{job_id}"
+        assert got.finished_on == now and got.attempts_made == 1
+    # One `completed` event per finished job, in order; none for the refused one.
+    done = [e["jobId"] for e in reversed(await q.events(100)) if e["event"] == "completed"]
+    assert done == ["1", "3", "4"]
+    # Retried as a whole (a lost reply): the finished ones answer 0, nothing changes twice.
+    _, again, _ = await complete_many(q, batch)
+    assert again == [0, -2, 0, 0]
+    assert await c.hget(q.keys.job("1"), "atm") == "1"
+
+
+async def test_one_call_applies_retention_once_as_if_one_by_one(manager: QueueManager) -> None:
+    q = manager.create_queue("q")
+    c = manager.client
+    for i in range(6):
+        await q.add(i)
+    jobs = await claim(q)
+    await c.zadd(q.keys.completed, {"old": 1})
+    await c.hset(q.keys.job("old"), "ts", 1)
+    # Job 1 asks to be removed at once (keep 0): that trim runs at its place, so the jobs
+    # after it, which keep 3, stay; the last three of those are kept.
+    batch = [(j[0], j[1], "1", 0 if j[0] == "1" else 3, -1) for j in jobs]
+    _, codes, _ = await complete_many(q, batch)
+    assert codes == [1] * 6
+    assert await c.zrange(q.keys.completed, 0, -1) == ["4", "5", "6"]
+    assert await c.exists(q.keys.job("old"), q.keys.job("1"), q.keys.job("2")) == 0
+    assert await c.zcard(q.keys.active) == 0
+
+
+async def test_retention_of_a_call_is_bounded_by_its_batch(manager: QueueManager) -> None:
+    q = manager.create_queue("q")
+    c = manager.client
+    await q.add(1)
+    (job,) = await claim(q)
+    await c.zadd(q.keys.completed, {f"old{i}": i for i in range(5)})
+    k = q.keys
+    await q.store.scripts.complete_job(
+        [k.active, k.completed, k.events], [k.job_prefix, 1000, 2, "1", job[1], "1", 0, -1]
+    )
+    # At most 2 removed per call: the oldest go first.
+    assert await c.zrange(q.keys.completed, 0, -1) == ["old2", "old3", "old4", "1"]
