@@ -63,7 +63,15 @@ class QueueKeys:
 
     @property
     def wait(self) -> str:
+        """List of waiting jobs without priority (FIFO: RPUSH, LPOP; LPUSH to the front)."""
         return self._k("wait")
+
+    @property
+    def prioritized(self) -> str:
+        """Zset of waiting jobs with a priority: score = priority * 2^32 + sequence.
+
+        Scripts derive it from the ``wait`` key (same hash tag), see ``engine/lua``."""
+        return self._k("prioritized")
 
     @property
     def active(self) -> str:

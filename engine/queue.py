@@ -27,6 +27,9 @@ logger = logging.getLogger("engine.queue")
 MAX_PAGE = 1000
 CLEAN_BATCH = 500
 MAX_JOB_NAME_LEN = 200
+# Waiting jobs are counted in one command (the list and the zset of one queue, same slot)
+# so that _queue_stats stays at one command per field: callers slice its replies.
+_COUNT_WAITING = "return redis.call('LLEN', KEYS[1]) + redis.call('ZCARD', KEYS[2])"
 # Jobs per add_job call in add_bulk: the per-call cost of a script is paid once per batch,
 # while one call still holds Redis for only about a millisecond.
 ADD_BATCH = 200
@@ -299,17 +302,38 @@ class Queue:
         return results
 
     async def get_stats(self) -> QueueStats:
-        """Counts per state, O(1) in Redis (a few ZCARDs in one round trip)."""
+        """Counts per state, O(1) in Redis (LLEN + ZCARDs in one round trip)."""
         async with self.store.client.pipeline(transaction=False) as pipe:
             self._queue_stats(pipe)
             results = await pipe.execute()
         return self._stats_from(results)
 
     def _queue_stats(self, pipe: Any) -> None:
+        """Queue exactly six commands on ``pipe`` (callers slice the replies by six):
+        waiting (LLEN ``wait`` + ZCARD ``prioritized``, one EVAL), active, completed,
+        failed, delayed, paused flag."""
         k = self.keys
-        for key in (k.wait, k.active, k.completed, k.failed, k.delayed):
+        self._queue_waiting_count(pipe)
+        for key in (k.active, k.completed, k.failed, k.delayed):
             pipe.zcard(key)
         pipe.hexists(k.meta, "paused")
+
+    def _queue_waiting_count(self, pipe: Any) -> None:
+        # EVAL, not EVALSHA: nothing to recover on NOSCRIPT, and a plain command works in
+        # every pipeline (Cluster included: both keys are in the queue's slot).
+        pipe.execute_command("EVAL", _COUNT_WAITING, 2, self.keys.wait, self.keys.prioritized)
+
+    async def count_jobs(self, state: str | JobState) -> int:
+        """How many jobs are in ``state`` (O(1)). While paused, waiting jobs count here
+        as ``waiting`` (``get_stats`` reports them as ``paused``)."""
+        job_state = _state(state)
+        client = self.store.client
+        if job_state is JobState.WAITING:
+            async with client.pipeline(transaction=False) as pipe:
+                self._queue_waiting_count(pipe)
+                (count,) = await pipe.execute()
+            return int(count)
+        return int(await client.zcard(self._state_key(job_state)))
 
     def _stats_from(self, results: Sequence[Any]) -> QueueStats:
         wait, active, completed, failed, delayed, paused_flag = (int(r) for r in results)
@@ -330,9 +354,12 @@ class Queue:
         return bool(await self.store.client.hexists(self.keys.meta, "paused"))
 
     def _state_key(self, state: JobState) -> str:
+        """The zset of a state. Waiting jobs are in two structures (the ``wait`` list, then
+        the ``prioritized`` zset): see :meth:`count_jobs` and :meth:`get_jobs`."""
         k = self.keys
+        if state is JobState.WAITING:
+            raise ValueError("waiting jobs are in `wait` (list) and `prioritized` (zset)")
         return {
-            JobState.WAITING: k.wait,
             JobState.ACTIVE: k.active,
             JobState.DELAYED: k.delayed,
             JobState.COMPLETED: k.completed,
@@ -351,9 +378,12 @@ class Queue:
         if end - start + 1 > MAX_PAGE:
             raise ValueError(f"range too large: at most {MAX_PAGE} jobs per call")
         client = self.store.client
-        key = self._state_key(job_state)
-        newest_first = job_state in (JobState.COMPLETED, JobState.FAILED)
-        ids = await client.zrange(key, start, end, desc=newest_first)
+        if job_state is JobState.WAITING:
+            ids = await self._waiting_ids(start, end)
+        else:
+            key = self._state_key(job_state)
+            newest_first = job_state in (JobState.COMPLETED, JobState.FAILED)
+            ids = await client.zrange(key, start, end, desc=newest_first)
         if not ids:
             return []
         async with client.pipeline(transaction=False) as pipe:
@@ -367,18 +397,47 @@ class Queue:
             if h
         ]
 
-    async def get_job(self, job_id: str) -> Job | None:
-        """One job with its current state, or ``None``."""
-        job_id = str(job_id)
+    async def _waiting_ids(self, start: int, end: int) -> list[str]:
+        """Waiting ids ``start``..``end`` in claim order: the ``wait`` list (no priority,
+        FIFO), then the ``prioritized`` zset. Two reads at most; jobs claimed in between
+        shift the page, as any listing of a live queue."""
+        k = self.keys
         async with self.store.client.pipeline(transaction=True) as pipe:
-            pipe.hgetall(self.keys.job(job_id))
-            for state in JobState:
-                pipe.zscore(self._state_key(state), job_id)
+            pipe.lrange(k.wait, start, end)
+            pipe.llen(k.wait)
+            listed, length = await pipe.execute()
+        ids = list(listed)
+        if end >= length:
+            ids += await self.store.client.zrange(
+                k.prioritized, max(start - length, 0), end - length
+            )
+        return ids
+
+    async def get_job(self, job_id: str) -> Job | None:
+        """One job with its current state, or ``None``.
+
+        O(1): the job hash and a ZSCORE per zset (``prioritized``, ``active``, ``delayed``,
+        ``completed``, ``failed``) in one transaction. Every job hash sits in exactly one
+        structure (each script moves it atomically), so a job in none of the zsets is in
+        the ``wait`` list, which is never searched (LPOS would be O(N))."""
+        job_id = str(job_id)
+        k = self.keys
+        zsets = [
+            (JobState.WAITING, k.prioritized),
+            (JobState.ACTIVE, k.active),
+            (JobState.DELAYED, k.delayed),
+            (JobState.COMPLETED, k.completed),
+            (JobState.FAILED, k.failed),
+        ]
+        async with self.store.client.pipeline(transaction=True) as pipe:
+            pipe.hgetall(k.job(job_id))
+            for _, key in zsets:
+                pipe.zscore(key, job_id)
             h, *scores = await pipe.execute()
         if not h:
             return None
-        found = [s for s, score in zip(JobState, scores, strict=True) if score is not None]
-        return Job.from_hash(self.name, job_id, h, found[0] if found else None)
+        found = [s for (s, _), score in zip(zsets, scores, strict=True) if score is not None]
+        return Job.from_hash(self.name, job_id, h, found[0] if found else JobState.WAITING)
 
     async def get_job_logs(self, job_id: str, start: int = 0, end: int = 99) -> list[str]:
         """Log lines a processor wrote with ``job.log``, oldest first."""

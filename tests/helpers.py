@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 T = TypeVar("T")
 
@@ -38,3 +38,18 @@ def crc16_slot(key: str) -> int:
             crc = ((crc << 1) ^ 0x1021) if crc & 0x8000 else crc << 1
             crc &= 0xFFFF
     return crc % 16384
+
+
+async def waiting_ids(client: Any, keys: Any) -> list[str]:
+    """Waiting job ids in claim order: the ``wait`` list (no priority, FIFO), then the
+    ``prioritized`` zset."""
+    return [
+        *await client.lrange(keys.wait, 0, -1),
+        *await client.zrange(keys.prioritized, 0, -1),
+    ]
+
+
+async def unwait(client: Any, keys: Any, job_id: str) -> None:
+    """Take a job off waiting (from whichever structure holds it), as a test shortcut."""
+    await client.lrem(keys.wait, 0, job_id)
+    await client.zrem(keys.prioritized, job_id)

@@ -133,7 +133,7 @@ async def _finish(
     """Move jobs straight to a finished set, as a worker would, 2 hours ago."""
     now_ms = (await client.time())[0] * 1000
     for job_id in ids:
-        await client.zrem(f"{prefix}:{{{queue}}}:wait", job_id)
+        await client.lrem(f"{prefix}:{{{queue}}}:wait", 0, job_id)
         await client.zadd(f"{prefix}:{{{queue}}}:{state}", {job_id: now_ms - 7_200_000})
         await client.hset(f"{prefix}:{{{queue}}}:job:{job_id}", "fon", now_ms - 7_200_000)
 
@@ -241,7 +241,7 @@ async def test_health_degrades_on_failures_and_on_schedules_without_leader(
     ids = [(await api.manager.add_job("ayt-sync", {})).id for _ in range(10)]
     now_ms = (await client.time())[0] * 1000
     for job_id in ids:
-        await client.zrem(f"{prefix}:{{ayt-sync}}:wait", job_id)
+        await client.lrem(f"{prefix}:{{ayt-sync}}:wait", 0, job_id)
         await client.zadd(f"{prefix}:{{ayt-sync}}:failed", {job_id: now_ms})
     _, body, _ = await api.call("GET", "/api/queues/health", headers={})
     assert body["status"] == "degraded"

@@ -7,6 +7,7 @@ import pytest
 
 from engine import InvalidJobState, JobNotFound, JobState, QueueManager, QueueNotFound
 from engine.queue import ADD_BATCH, MAX_PAGE
+from tests.helpers import unwait, waiting_ids
 
 
 async def test_add_job_writes_hash_wait_entry_and_event(manager, client):
@@ -16,7 +17,8 @@ async def test_add_job_writes_hash_wait_entry_and_event(manager, client):
     h = await client.hgetall(q.keys.job(job.id))
     assert orjson.loads(h["data"]) == {"type": "manual"}
     assert set(h) == {"data", "ts"}  # defaults are not stored
-    assert await client.zrange(q.keys.wait, 0, -1) == ["1"]
+    assert await client.lrange(q.keys.wait, 0, -1) == ["1"]
+    assert await client.exists(q.keys.prioritized) == 0
     events = await q.events()
     assert events[0]["event"] == "waiting" and events[0]["jobId"] == "1"
 
@@ -113,7 +115,7 @@ async def test_add_bulk_across_script_batches_keeps_fifo_order_and_fixed_ids(man
     assert added[-1].state == JobState.DELAYED
     fresh = [j for j in added if j.id != first.id and j.state == JobState.WAITING]
     assert [j.data for j in fresh] == list(range(n))
-    waiting = await client.zrange(q.keys.wait, 0, -1)
+    waiting = await client.lrange(q.keys.wait, 0, -1)
     assert waiting == [first.id] + [j.id for j in fresh]
     assert await client.zscore(q.keys.marker, "d") == added[-1].timestamp + 60_000
     assert await client.xlen(q.keys.events) == 1 + n + 1
@@ -137,7 +139,7 @@ async def test_concurrent_adds_share_one_script_call_while_one_is_on_the_wire(
     # The first add went out alone; the 49 made meanwhile went as one script call.
     assert sent == [1]
     assert [j.data for j in jobs] == [{"n": i} for i in range(50)]
-    assert await client.zrange(q.keys.wait, 0, -1) == [j.id for j in jobs]
+    assert await client.lrange(q.keys.wait, 0, -1) == [j.id for j in jobs]
     assert len({j.id for j in jobs}) == 50
 
 
@@ -150,7 +152,7 @@ async def test_a_cancelled_add_does_not_fail_the_adds_gathered_with_it(manager, 
     assert isinstance(results[2], asyncio.CancelledError)
     assert [r.data for i, r in enumerate(results) if i != 2] == [{"n": i} for i in (0, 1, 3, 4)]
     # The cancelled caller stopped waiting, but its job was already on its way.
-    assert await client.zcard(q.keys.wait) == 5
+    assert await client.llen(q.keys.wait) == 5
 
 
 async def test_add_bulk_is_all_or_nothing_on_validation(manager, client, prefix):
@@ -265,7 +267,7 @@ async def test_get_job_reports_state_and_bull_json_shape(manager):
 
 async def _finish(client, q, job_id, state, finished_ms):
     """Place a job in a finished set as a worker would (workers are tested elsewhere)."""
-    await client.zrem(q.keys.wait, job_id)
+    await unwait(client, q.keys, job_id)
     await client.zadd(getattr(q.keys, state), {job_id: finished_ms})
     await client.hset(q.keys.job(job_id), mapping={"fon": finished_ms, "fr": "boom"})
 
@@ -326,7 +328,7 @@ async def test_remove_deletes_a_job_but_refuses_an_active_one(manager, client):
     with pytest.raises(JobNotFound):
         await manager.remove_job("q", job.id)
     running = await q.add({})
-    await client.zrem(q.keys.wait, running.id)
+    await unwait(client, q.keys, running.id)
     await client.zadd(q.keys.active, {running.id: 1})
     with pytest.raises(InvalidJobState):
         await manager.remove_job("q", running.id)
@@ -348,3 +350,164 @@ def test_bad_prefix_and_url_are_refused():
         QueueManager("redis://127.0.0.1:1/0", prefix="a{b}")
     with pytest.raises(ValueError, match="REDIS_URL"):
         QueueManager("http://example")
+
+
+# -- waiting jobs: the `wait` list (no priority) and the `prioritized` zset ---------------
+
+
+async def _claim_ids(q, count=100):
+    k = q.keys
+    result = await q.store.scripts.move_to_active(
+        [k.meta, k.wait, k.delayed, k.active, k.events, k.marker, k.limiter],
+        [k.job_prefix, "w", count, 30_000, 1000, 0, 1000, 1000],
+    )
+    return [j[0] for j in result[4]], [j[1] for j in result[4]]
+
+
+async def test_jobs_without_priority_wait_in_a_fifo_list_ahead_of_prioritized_ones(manager, client):
+    q = manager.create_queue("q")
+    for i, pri in enumerate([0, 3, 0, 1, 0, 3, 1]):
+        await q.add(i, {"priority": pri} if pri else None)
+    assert await client.type(q.keys.wait) == "list"
+    assert await client.type(q.keys.prioritized) == "zset"
+    assert await client.lrange(q.keys.wait, 0, -1) == ["1", "3", "5"]
+    # Claim order: the list (FIFO), then priority 1 before 3, FIFO within a priority.
+    expected = ["1", "3", "5", "4", "7", "2", "6"]
+    assert await waiting_ids(client, q.keys) == expected
+    first, _ = await _claim_ids(q, count=4)
+    assert first == expected[:4]
+    rest, _ = await _claim_ids(q)
+    assert rest == expected[4:]
+    assert await client.exists(q.keys.wait, q.keys.prioritized) == 0
+
+
+async def test_stalled_and_released_jobs_go_back_to_the_front(manager, client):
+    q = manager.create_queue("q")
+    k = q.keys
+    await q.add("a")
+    await q.add("b")
+    await q.add("p", {"priority": 2})
+    ids, tokens = await _claim_ids(q, count=3)
+    assert ids == ["1", "2", "3"]
+    await q.add("c")
+    await q.add("q", {"priority": 2})
+    # Jobs 1 and 3 stall (leases long expired); 2 is handed back by a closing worker.
+    await client.zadd(k.active, {"1": 1, "3": 2})
+    requeued, failed = await q.store.scripts.recover_stalled(
+        [k.active, k.wait, k.failed, k.events, k.marker, k.stalled_check],
+        [k.job_prefix, 5, 1000, 1000, 0],
+    )
+    assert (requeued, failed) == (["1", "3"], [])
+    assert await waiting_ids(client, k) == ["1", "4", "3", "5"]
+    released = await q.store.scripts.release_jobs(
+        [k.active, k.wait, k.events, k.marker], [k.job_prefix, 1000, "2", tokens[1]]
+    )
+    assert released == ["2"]
+    assert await waiting_ids(client, k) == ["2", "1", "4", "3", "5"]
+    assert (await _claim_ids(q))[0] == ["2", "1", "4", "3", "5"]
+
+
+async def test_several_jobs_handed_back_at_once_keep_their_order_at_the_front(manager, client):
+    q = manager.create_queue("q")
+    k = q.keys
+    for i in range(3):
+        await q.add(i)
+    ids, tokens = await _claim_ids(q)
+    await q.add("later")
+    pairs = [x for pair in zip(ids, tokens, strict=True) for x in pair]
+    released = await q.store.scripts.release_jobs(
+        [k.active, k.wait, k.events, k.marker], [k.job_prefix, 1000, *pairs]
+    )
+    assert released == ["1", "2", "3"]
+    assert await client.lrange(k.wait, 0, -1) == ["1", "2", "3", "4"]
+
+
+async def test_promote_retry_and_remove_work_on_both_structures(manager, client):
+    q = manager.create_queue("q")
+    k = q.keys
+    plain = await q.add("plain", {"delay": 3_600_000})
+    ranked = await q.add("ranked", {"delay": 3_600_000, "priority": 4})
+    await q.add("other")
+    await q.promote_job(plain.id)
+    await q.promote_job(ranked.id)
+    assert await client.lrange(k.wait, 0, -1) == ["3", plain.id]
+    assert (await client.zscore(k.prioritized, ranked.id)) // 2**32 == 4
+    for job_id in (plain.id, ranked.id):
+        got = await q.get_job(job_id)
+        assert got is not None and got.state is JobState.WAITING
+    # Failed, then retried: back to the end of its structure.
+    for job_id in (plain.id, ranked.id):
+        await unwait(client, k, job_id)
+        await client.zadd(k.failed, {job_id: 1})
+        await client.hset(k.job(job_id), mapping={"fon": 1, "atm": 2})
+        got = await q.get_job(job_id)
+        assert got is not None and got.state is JobState.FAILED
+        await q.retry_job(job_id)
+    assert await client.lrange(k.wait, 0, -1) == ["3", plain.id]
+    assert await client.zrange(k.prioritized, 0, -1) == [ranked.id]
+    assert (await q.get_job(plain.id)).state is JobState.WAITING
+    # Removed from either structure.
+    await q.remove_job(plain.id)
+    await q.remove_job(ranked.id)
+    assert await client.lrange(k.wait, 0, -1) == ["3"]
+    assert await client.exists(k.prioritized) == 0
+    assert await q.get_job(plain.id) is None and await q.get_job(ranked.id) is None
+    assert (await q.get_stats()).waiting == 1
+
+
+async def test_due_delayed_jobs_are_promoted_to_the_list_or_the_zset_by_priority(manager, client):
+    q = manager.create_queue("q")
+    k = q.keys
+    await q.add("p", {"delay": 3_600_000, "priority": 1})
+    await q.add("n", {"delay": 3_600_000})
+    await client.zadd(k.delayed, {"1": 1, "2": 2})  # both due long ago
+    await q.pause()  # promotion still runs; nothing is claimed
+    await _claim_ids(q)
+    assert await client.lrange(k.wait, 0, -1) == ["2"]
+    assert await client.zrange(k.prioritized, 0, -1) == ["1"]
+
+
+async def test_waiting_pages_run_across_the_list_then_the_zset(manager, client):
+    q = manager.create_queue("q")
+    await q.add_bulk([{"data": i, "opts": {"priority": 1 + i % 2}} for i in range(4)])
+    await q.add_bulk([{"data": i} for i in range(4, 9)])
+    order = await waiting_ids(client, q.keys)
+    assert order == ["5", "6", "7", "8", "9", "1", "3", "2", "4"]
+    for start, end in [(0, 2), (3, 6), (4, 5), (5, 8), (6, 20), (0, 100), (9, 12), (2, 2)]:
+        page = await q.get_jobs("waiting", start, end)
+        assert [j.id for j in page] == order[start : end + 1], (start, end)
+        assert all(j.state is JobState.WAITING for j in page)
+    assert await q.count_jobs("waiting") == 9
+    assert await q.count_jobs("delayed") == 0
+
+
+async def test_stats_count_both_waiting_structures_in_one_command(manager, client):
+    q = manager.create_queue("q")
+    await q.add(1)
+    await q.add(2, {"priority": 1})
+    await q.add(3, {"priority": 5})
+    await q.add(4, {"delay": 60_000})
+    stats = await q.get_stats()
+    assert (stats.waiting, stats.delayed, stats.total) == (3, 1, 4)
+    # Callers (health, metrics, dashboard, alerts) slice _queue_stats' replies by six.
+    async with client.pipeline(transaction=False) as pipe:
+        q._queue_stats(pipe)
+        assert len(pipe) == 6
+        await pipe.execute()
+    await q.pause()
+    stats = await q.get_stats()
+    assert (stats.waiting, stats.paused) == (0, 3)
+    all_stats = await manager.get_all_stats()
+    assert all_stats["q"].paused == 3
+
+
+async def test_get_job_reads_the_state_without_searching_the_list(manager, client):
+    q = manager.create_queue("q")
+    for i in range(3):
+        await q.add(i)
+    await client.config_resetstat()
+    got = await q.get_job("3")
+    assert got is not None and got.state is JobState.WAITING
+    stats = await client.info("commandstats")
+    calls = [name for name in stats if name in ("cmdstat_lpos", "cmdstat_lrange")]
+    assert calls == []

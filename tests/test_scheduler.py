@@ -152,7 +152,7 @@ async def test_three_schedulers_fire_every_tick_exactly_once_never_early(store, 
     assert len(ticks) == len(set(ticks))
     assert ticks == list(range(ticks[0], ticks[-1] + 1, 100))  # contiguous, none missed
     assert all(recorded >= tick for tick, _, recorded, _ in entries)
-    waiting = await store.client.zrange(store.keys("q").wait, 0, -1)
+    waiting = await store.client.lrange(store.keys("q").wait, 0, -1)
     assert waiting == [f"tick:{t}" for t in ticks[: len(waiting)]]
     assert sum(1 for s in instances if s.fired) == 1  # only the leader fired
 
@@ -248,10 +248,11 @@ async def test_overlap_skip_drops_ticks_while_the_previous_run_is_unfinished(sto
     assert entries[0][1] == "fired"
     assert {kind for _, kind, _, _ in entries[1:]} == {"missed"}
     first_job = entries[0][3]
-    assert await store.client.zrange(k.wait, 0, -1) == [first_job]
-    # The run finishes: the next tick fires again.
-    await store.client.zrem(k.wait, first_job)
+    assert await store.client.lrange(k.wait, 0, -1) == [first_job]
+    # The run finishes (as a worker would: `fon` stamped): the next tick fires again.
+    await store.client.lrem(k.wait, 0, first_job)
     await store.client.zadd(k.completed, {first_job: 1})
+    await store.client.hset(k.job(first_job), "fon", 1)
     await wait_for(lambda: _count_fired(store, 2))
     events = [f for _, f in await store.client.xrange(k.events) if f["event"] == "missed"]
     assert events and all(e["reason"] == "overlap" for e in events)
@@ -318,10 +319,10 @@ async def test_state_reports_fires_leader_successes_and_consecutive_failures(sto
     # oldest ... newest: completed, completed, failed, failed, (newest still waiting)
     for job, target, score in [(jobs[0], k.completed, 111), (jobs[1], k.completed, 222),
                                (jobs[2], k.failed, 333), (jobs[3], k.failed, 444)]:  # fmt: skip
-        await c.zrem(k.wait, job)
+        await c.lrem(k.wait, 0, job)
         await c.zadd(target, {job: score})
     for job in jobs[5:]:
-        await c.zrem(k.wait, job)
+        await c.lrem(k.wait, 0, job)
         await c.zadd(k.failed, {job: 999})
     state = await get_schedule_state(store, "q", "tick")
     assert state.fired_count == len(jobs)

@@ -65,27 +65,31 @@ async def test_scripts_recover_after_script_flush_and_run_in_pipelines(client, p
 async def test_every_key_a_queue_operation_touches_hashes_to_the_queue_slot(
     manager, client, prefix, monkeypatch
 ):
-    """Record the KEYS of every script call (and the job key prefix in ARGV) during a full
-    tour of the admin API, then check that each call stays in one Cluster slot."""
+    """Record the KEYS of every script call (and the job key prefix in ARGV, and the
+    `prioritized` key scripts derive from `wait`) during a full tour of the admin API, then
+    check that each call stays in one Cluster slot."""
     calls: list[tuple[str, list[str]]] = []
     original = LuaScript.__call__
 
     def spy(self, keys, args=(), client=None):
         touched = list(keys) + [a for a in args if isinstance(a, str) and a.startswith(prefix)]
+        # As the scripts do: `string.sub(waitKey, 1, -5) .. "prioritized"`.
+        touched += [k[:-4] + "prioritized" for k in keys if k.endswith(":wait")]
         calls.append((self.name, touched))
         return original(self, keys, args, client)
 
     monkeypatch.setattr(LuaScript, "__call__", spy)
     q = manager.create_queue("slot-check")
     job = await q.add({}, {"jobId": "fixed-a"})
-    delayed = await q.add({}, {"delay": 100000})
+    delayed = await q.add({}, {"delay": 100000, "priority": 3})
+    await q.add({}, {"priority": 1})
     await q.add_bulk([{"data": 1}, {"data": 2}])
     await q.pause()
     await q.resume()
     await q.promote_job(delayed.id)
     await q.remove_job(job.id)
     await client.zadd(q.keys.failed, {delayed.id: 1})
-    await client.zrem(q.keys.wait, delayed.id)
+    await client.zrem(q.keys.prioritized, delayed.id)
     await q.retry_job(delayed.id)
     await q.clean("completed", 0)
     assert {name for name, _ in calls} >= {
@@ -97,6 +101,10 @@ async def test_every_key_a_queue_operation_touches_hashes_to_the_queue_slot(
         "clean_jobs",
     }
     slot = crc16_slot(q.keys.base)
+    # The derived name is the one QueueKeys gives (the zset exists: jobs with a priority).
+    assert any(q.keys.prioritized in touched for _, touched in calls)
+    assert await client.type(q.keys.prioritized) == "zset"
+    assert await client.type(q.keys.wait) == "list"
     for name, touched in calls:
         assert {crc16_slot(k) for k in touched} == {slot}, name
     # And every key that now exists under the prefix (built in Lua or Python) too.

@@ -1,11 +1,13 @@
 --[[
-  Add a batch of jobs (one or more): for each, a new hash plus an entry in `wait` (or
-  `delayed` when it has a delay). A fixed job id that already exists is left as it is.
+  Add a batch of jobs (one or more): for each, a new hash plus an entry in `wait` (no
+  priority: appended to the list), `prioritized` (priority >= 1; derived from the `wait` key)
+  or `delayed` (when it has a delay). A fixed job id that already exists is left as it is.
   One call per batch rather than per job: the per-call cost of a script (argument tables,
   TIME, the sequence counter, the wake-up marker) is paid once for the batch.
 
   KEYS[1] meta      hash: `seq` counter, `paused` flag
-  KEYS[2] wait      zset: score = priority * 2^32 + sequence
+  KEYS[2] wait      list: ids of waiting jobs without priority, FIFO (its sibling
+                    `prioritized`, zset: score = priority * 2^32 + sequence)
   KEYS[3] delayed   zset: score = due time (ms)
   KEYS[4] events    stream
   KEYS[5] marker    zset: wakes one blocked worker
@@ -25,6 +27,9 @@
 local metaKey, waitKey, delayedKey, eventsKey, markerKey = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local jobPrefix, maxEvents = ARGV[1], ARGV[2]
 local count = (#ARGV - 2) / 6
+-- `prioritized` is derived from the `wait` key rather than passed in KEYS (same hash tag,
+-- so same slot, as job keys built from the prefix): see docs/ARCHITECTURE.md.
+local prioritizedKey = string.sub(waitKey, 1, -5) .. "prioritized"
 
 local t = redis.call("TIME")
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -33,6 +38,7 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local seq = redis.call("HINCRBY", metaKey, "seq", count) - count
 local result = {now}
 local anyWaiting, firstDue = false, nil
+local listed = {}
 
 for j = 0, count - 1 do
   local base = 3 + j * 6
@@ -73,7 +79,11 @@ for j = 0, count - 1 do
         firstDue = due
       end
     else
-      redis.call("ZADD", waitKey, priority * 4294967296 + (seq % 4294967296), jobId)
+      if priority > 0 then
+        redis.call("ZADD", prioritizedKey, priority * 4294967296 + (seq % 4294967296), jobId)
+      else
+        listed[#listed + 1] = jobId
+      end
       redis.call("XADD", eventsKey, "MAXLEN", "~", maxEvents, "*", "event", "waiting", "jobId",
         jobId)
       anyWaiting = true
@@ -83,6 +93,10 @@ for j = 0, count - 1 do
   end
 end
 
+if #listed > 0 then
+  -- One RPUSH for the batch (at most a few hundred ids: the caller's batch size).
+  redis.call("RPUSH", waitKey, unpack(listed))
+end
 if firstDue ~= nil then
   -- Wake a worker so it re-arms its blocking timeout for this (maybe earlier) due time.
   redis.call("ZADD", markerKey, firstDue, "d")

@@ -1,11 +1,12 @@
 --[[
   Finish an attempt with an error: record the reason and stack trace, then retry the job
-  (`delayed` when the retry delay is positive, `wait` when it is 0) or fail it for good
+  (`delayed` when the retry delay is positive; when it is 0, the end of `wait`, or
+  `prioritized` by its priority) or fail it for good
   (`failed`, then the job's retention, bounded). Refused unless the caller holds the lease.
   The retry delay (backoff with jitter) is computed by the caller.
 
   KEYS[1] active    zset
-  KEYS[2] wait      zset
+  KEYS[2] wait      list (its sibling `prioritized`, zset, is derived from this key)
   KEYS[3] delayed   zset
   KEYS[4] failed    zset: score = finish time (ms)
   KEYS[5] meta      hash: `seq` counter
@@ -33,6 +34,9 @@ local jobPrefix, jobId, token, reason, stack = ARGV[1], ARGV[2], ARGV[3], ARGV[4
 local maxStack, retryDelay = tonumber(ARGV[6]), tonumber(ARGV[7])
 local keepCount, keepAgeMs, maxEvents = tonumber(ARGV[8]), tonumber(ARGV[9]), ARGV[10]
 local batch = tonumber(ARGV[11])
+-- `prioritized` is derived from the `wait` key rather than passed in KEYS (same hash tag,
+-- so same slot, as job keys built from the prefix): see docs/ARCHITECTURE.md.
+local prioritizedKey = string.sub(waitKey, 1, -5) .. "prioritized"
 
 local jobKey = jobPrefix .. jobId
 if redis.call("HGET", jobKey, "tok") ~= token then
@@ -58,9 +62,13 @@ if stack ~= "" then
 end
 
 if retryDelay == 0 then
-  local seq = redis.call("HINCRBY", metaKey, "seq", 1)
   local priority = tonumber(redis.call("HGET", jobKey, "pri") or "0")
-  redis.call("ZADD", waitKey, priority * 4294967296 + (seq % 4294967296), jobId)
+  if priority > 0 then
+    local seq = redis.call("HINCRBY", metaKey, "seq", 1)
+    redis.call("ZADD", prioritizedKey, priority * 4294967296 + (seq % 4294967296), jobId)
+  else
+    redis.call("RPUSH", waitKey, jobId)
+  end
   redis.call("ZADD", markerKey, 0, "w")
   redis.call("XADD", eventsKey, "MAXLEN", "~", maxEvents, "*", "event", "retrying", "jobId", jobId,
     "attemptsMade", attempts, "delay", 0, "failedReason", reason)

@@ -10,7 +10,8 @@
   KEYS[3] schedules   zset: schedule name -> next fire ms (+inf: paused or ended)
   KEYS[4] schedule    hash of this schedule (see upsert_schedule-3.lua)
   KEYS[5] ledger      stream of this schedule: tick, job, kind (fired / missed), reason
-  KEYS[6] wait        zset
+  KEYS[6] wait        list: jobs without priority (its sibling `prioritized`, zset, is
+                      derived from this key)
   KEYS[7] active      zset
   KEYS[8] delayed     zset
   KEYS[9] events      stream
@@ -39,6 +40,9 @@ local token, epoch, name, fingerprint = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local expectedNext, newNext, fireList, missedList = ARGV[5], ARGV[6], ARGV[7], ARGV[8]
 local extraMissed, jobPrefix = tonumber(ARGV[9]), ARGV[10]
 local maxEvents, maxLedger = ARGV[11], ARGV[12]
+-- `prioritized` is derived from the `wait` key rather than passed in KEYS (same hash tag,
+-- so same slot, as job keys built from the prefix): see docs/ARCHITECTURE.md.
+local prioritizedKey = string.sub(waitKey, 1, -5) .. "prioritized"
 
 local t = redis.call("TIME")
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -82,9 +86,18 @@ local function miss(tick, reason)
   nMissed = nMissed + 1
 end
 
+-- Waiting (`wait` or `prioritized`), active or delayed. `wait` is a list (LPOS would be
+-- O(N)): a job sits there when its hash exists and no zset holds it.
 local function running(jobId)
-  return jobId and jobId ~= "" and (redis.call("ZSCORE", waitKey, jobId)
-    or redis.call("ZSCORE", activeKey, jobId) or redis.call("ZSCORE", delayedKey, jobId))
+  if not jobId or jobId == "" then
+    return false
+  end
+  if redis.call("ZSCORE", activeKey, jobId) or redis.call("ZSCORE", delayedKey, jobId)
+      or redis.call("ZSCORE", prioritizedKey, jobId) then
+    return true
+  end
+  local f = redis.call("HMGET", jobPrefix .. jobId, "ts", "fon")
+  return f[1] ~= false and f[2] == false
 end
 
 for _, tick in ipairs(missed) do
@@ -107,7 +120,11 @@ for _, tick in ipairs(fires) do
     if priority > 0 then
       redis.call("HSET", jobKey, "pri", priority)
     end
-    redis.call("ZADD", waitKey, priority * 4294967296 + (seq % 4294967296), jobId)
+    if priority > 0 then
+      redis.call("ZADD", prioritizedKey, priority * 4294967296 + (seq % 4294967296), jobId)
+    else
+      redis.call("RPUSH", waitKey, jobId)
+    end
     redis.call("XADD", ledgerKey, "MAXLEN", "~", maxLedger, "*", "tick", tick, "job", jobId,
       "kind", "fired", "reason", "")
     redis.call("XADD", eventsKey, "MAXLEN", "~", maxEvents, "*", "event", "fired",

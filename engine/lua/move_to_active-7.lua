@@ -1,14 +1,16 @@
 --[[
   Claim up to `count` ready jobs for one worker, each with a per-attempt lease token.
 
-  In order: (1) promote due `delayed` jobs to `wait` (bounded batch); (2) if the queue is
-  paused, claim nothing; (3) honour the queue's global rate limit (a sliding window of
-  start times in `limiter`); (4) pop from `wait`, stamp each job with a fresh token and
-  put it in `active` with score = lease deadline; (5) if `wait` still holds jobs, re-arm
-  the `w` marker so another blocked worker wakes (cascade).
+  In order: (1) promote due `delayed` jobs (bounded batch) to the end of `wait` (no
+  priority) or to `prioritized` (by their `pri`); (2) if the queue is paused, claim
+  nothing; (3) honour the queue's global rate limit (a sliding window of start times in
+  `limiter`); (4) pop from `wait` first (LPOP), then from `prioritized` (ZPOPMIN), stamp
+  each job with a fresh token and put it in `active` with score = lease deadline; (5) if
+  jobs still wait, re-arm the `w` marker so another blocked worker wakes (cascade).
 
   KEYS[1] meta      hash: `seq` counter, `paused` flag
-  KEYS[2] wait      zset: score = priority * 2^32 + sequence
+  KEYS[2] wait      list: waiting jobs without priority, FIFO (its sibling `prioritized`,
+                    zset: score = priority * 2^32 + sequence, is derived from this key)
   KEYS[3] delayed   zset: score = due time (ms)
   KEYS[4] active    zset: score = lease deadline (ms)
   KEYS[5] events    stream
@@ -34,6 +36,9 @@ local eventsKey, markerKey, limiterKey = KEYS[5], KEYS[6], KEYS[7]
 local jobPrefix, workerId, count, leaseMs = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
 local maxEvents, rateMax, rateMs = ARGV[5], tonumber(ARGV[6]), tonumber(ARGV[7])
 local promoteBatch = tonumber(ARGV[8])
+-- `prioritized` is derived from the `wait` key rather than passed in KEYS (same hash tag,
+-- so same slot, as job keys built from the prefix): see docs/ARCHITECTURE.md.
+local prioritizedKey = string.sub(waitKey, 1, -5) .. "prioritized"
 
 local t = redis.call("TIME")
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -41,9 +46,17 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local due = redis.call("ZRANGEBYSCORE", delayedKey, "-inf", now, "LIMIT", 0, promoteBatch)
 if #due > 0 then
   local seq = redis.call("HINCRBY", metaKey, "seq", #due) - #due
+  local listed = {}
   for i, id in ipairs(due) do
     local priority = tonumber(redis.call("HGET", jobPrefix .. id, "pri") or "0")
-    redis.call("ZADD", waitKey, priority * 4294967296 + ((seq + i) % 4294967296), id)
+    if priority > 0 then
+      redis.call("ZADD", prioritizedKey, priority * 4294967296 + ((seq + i) % 4294967296), id)
+    else
+      listed[#listed + 1] = id
+    end
+  end
+  if #listed > 0 then
+    redis.call("RPUSH", waitKey, unpack(listed))
   end
   redis.call("ZREM", delayedKey, unpack(due))
 end
@@ -57,7 +70,8 @@ end
 if redis.call("HEXISTS", metaKey, "paused") == 1 then
   return {now, 1, 0, nextDue, {}}
 end
-if redis.call("ZCARD", waitKey) == 0 then
+local listLen = redis.call("LLEN", waitKey)
+if listLen == 0 and redis.call("ZCARD", prioritizedKey) == 0 then
   return {now, 0, 0, nextDue, {}}
 end
 
@@ -71,10 +85,19 @@ if rateMax > 0 then
   count = math.min(count, allowed)
 end
 
-local popped = redis.call("ZPOPMIN", waitKey, count)
+-- Jobs without priority run first (as in BullMQ), then by priority and sequence.
+local popped = {}
+if listLen > 0 then
+  popped = redis.call("LPOP", waitKey, count)
+end
+if #popped < count then
+  local ranked = redis.call("ZPOPMIN", prioritizedKey, count - #popped)
+  for i = 1, #ranked, 2 do
+    popped[#popped + 1] = ranked[i]
+  end
+end
 local jobs = {}
-for i = 1, #popped, 2 do
-  local id = popped[i]
+for _, id in ipairs(popped) do
   local jobKey = jobPrefix .. id
   local f = redis.call("HMGET", jobKey, "name", "data", "opts", "atm", "ts", "stc", "prog")
   -- Every job hash has `ts`; an id without one can only come from outside the engine:
@@ -97,7 +120,7 @@ if rateMax > 0 then
   redis.call("PEXPIRE", limiterKey, rateMs)
 end
 
-if redis.call("ZCARD", waitKey) > 0 then
+if redis.call("LLEN", waitKey) > 0 or redis.call("ZCARD", prioritizedKey) > 0 then
   redis.call("ZADD", markerKey, 0, "w")
 end
 return {now, 0, 0, nextDue, jobs}

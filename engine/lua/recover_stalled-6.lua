@@ -1,11 +1,11 @@
 --[[
   Recover jobs whose lease deadline has passed (their worker died or froze): back to the
-  front of their priority in `wait` with `stc` + 1, or to `failed` once `stc` exceeds the
+  front of `wait` (no priority: LPUSH) or of their priority in `prioritized`, with `stc` + 1, or to `failed` once `stc` exceeds the
   limit. The token is cleared, so the old worker's late calls are refused. A guard key
   lets one instance do the check per interval.
 
   KEYS[1] active    zset: score = lease deadline (ms)
-  KEYS[2] wait      zset
+  KEYS[2] wait      list (its sibling `prioritized`, zset, is derived from this key)
   KEYS[3] failed    zset
   KEYS[4] events    stream
   KEYS[5] marker    zset: wakes a worker for the recovered jobs
@@ -23,6 +23,26 @@ local activeKey, waitKey, failedKey = KEYS[1], KEYS[2], KEYS[3]
 local eventsKey, markerKey, guardKey = KEYS[4], KEYS[5], KEYS[6]
 local jobPrefix, maxStalled, batch = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local maxEvents, guardMs = ARGV[4], tonumber(ARGV[5])
+-- `prioritized` is derived from the `wait` key rather than passed in KEYS (same hash tag,
+-- so same slot, as job keys built from the prefix): see docs/ARCHITECTURE.md.
+local prioritizedKey = string.sub(waitKey, 1, -5) .. "prioritized"
+-- Hand `ids` back to the FRONT of their structure, in the given order: LPUSH for jobs
+-- without priority, sequence 0 (ahead of every job of the same priority) otherwise.
+local function toFront(ids)
+  local listed = {}
+  for _, id in ipairs(ids) do
+    local priority = tonumber(redis.call("HGET", jobPrefix .. id, "pri") or "0")
+    if priority > 0 then
+      redis.call("ZADD", prioritizedKey, priority * 4294967296, id)
+    else
+      table.insert(listed, 1, id)
+    end
+  end
+  if #listed > 0 then
+    -- LPUSH a b c leaves c b a: the reversed list keeps `ids`' order at the front.
+    redis.call("LPUSH", waitKey, unpack(listed))
+  end
+end
 
 if guardMs > 0 and not redis.call("SET", guardKey, "1", "NX", "PX", guardMs) then
   return {{}, {}}
@@ -49,14 +69,13 @@ for _, jobId in ipairs(ids) do
         jobId, "failedReason", reason)
       failed[#failed + 1] = jobId
     else
-      -- Sequence 0 puts it ahead of every job of its priority: it was started first.
-      local priority = tonumber(redis.call("HGET", jobKey, "pri") or "0")
-      redis.call("ZADD", waitKey, priority * 4294967296, jobId)
+      -- Back to the front (it was started before every job still waiting), below.
       requeued[#requeued + 1] = jobId
     end
   end
 end
 if #requeued > 0 then
+  toFront(requeued)
   redis.call("ZADD", markerKey, 0, "w")
 end
 return {requeued, failed}

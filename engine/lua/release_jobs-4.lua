@@ -1,10 +1,10 @@
 --[[
   Hand jobs back to `wait` at once (a worker closing before they finished), each only if
-  the caller still holds its lease. They go to the front of their priority; the attempt
-  does not count.
+  the caller still holds its lease. They go to the front: of `wait` (no priority, LPUSH,
+  in the order given) or of their priority in `prioritized`; the attempt does not count.
 
   KEYS[1] active    zset
-  KEYS[2] wait      zset
+  KEYS[2] wait      list (its sibling `prioritized`, zset, is derived from this key)
   KEYS[3] events    stream
   KEYS[4] marker    zset: wakes another worker
 
@@ -16,22 +16,41 @@
 ]]
 local activeKey, waitKey, eventsKey, markerKey = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local jobPrefix, maxEvents = ARGV[1], ARGV[2]
+-- `prioritized` is derived from the `wait` key rather than passed in KEYS (same hash tag,
+-- so same slot, as job keys built from the prefix): see docs/ARCHITECTURE.md.
+local prioritizedKey = string.sub(waitKey, 1, -5) .. "prioritized"
+-- Hand `ids` back to the FRONT of their structure, in the given order: LPUSH for jobs
+-- without priority, sequence 0 (ahead of every job of the same priority) otherwise.
+local function toFront(ids)
+  local listed = {}
+  for _, id in ipairs(ids) do
+    local priority = tonumber(redis.call("HGET", jobPrefix .. id, "pri") or "0")
+    if priority > 0 then
+      redis.call("ZADD", prioritizedKey, priority * 4294967296, id)
+    else
+      table.insert(listed, 1, id)
+    end
+  end
+  if #listed > 0 then
+    -- LPUSH a b c leaves c b a: the reversed list keeps `ids`' order at the front.
+    redis.call("LPUSH", waitKey, unpack(listed))
+  end
+end
 
 local released = {}
 for i = 3, #ARGV, 2 do
   local jobId, token = ARGV[i], ARGV[i + 1]
   local jobKey = jobPrefix .. jobId
   if redis.call("HGET", jobKey, "tok") == token and redis.call("ZSCORE", activeKey, jobId) then
-    local priority = tonumber(redis.call("HGET", jobKey, "pri") or "0")
     redis.call("ZREM", activeKey, jobId)
     redis.call("HDEL", jobKey, "tok")
-    redis.call("ZADD", waitKey, priority * 4294967296, jobId)
     redis.call("XADD", eventsKey, "MAXLEN", "~", maxEvents, "*", "event", "released", "jobId",
       jobId)
     released[#released + 1] = jobId
   end
 end
 if #released > 0 then
+  toFront(released)
   redis.call("ZADD", markerKey, 0, "w")
 end
 return released

@@ -1,8 +1,12 @@
 --[[
-  Delete a job that no worker holds: from `wait`, `delayed`, `completed` or `failed`.
-  An active job is refused, so a running handler never loses its hash under it.
+  Delete a job that no worker holds: from `wait`, `prioritized`, `delayed`, `completed` or
+  `failed`. An active job is refused, so a running handler never loses its hash under it.
 
-  KEYS[1] wait      zset
+  Cost: O(log N) for the zsets; a job found in none of them waits in the `wait` list, and
+  LREM there is O(N) in the list's length (a scan; at 1M waiting jobs some milliseconds of
+  Redis time). Acceptable for an admin call, not for a hot path.
+
+  KEYS[1] wait      list (its sibling `prioritized`, zset, is derived from this key)
   KEYS[2] delayed   zset
   KEYS[3] completed zset
   KEYS[4] failed    zset
@@ -16,8 +20,11 @@
 
   Returns 1, or -1 (no such job) / -3 (job is active)
 ]]
-local activeKey, eventsKey = KEYS[5], KEYS[6]
+local waitKey, activeKey, eventsKey = KEYS[1], KEYS[5], KEYS[6]
 local jobPrefix, jobId, actor, maxEvents = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+-- `prioritized` is derived from the `wait` key rather than passed in KEYS (same hash tag,
+-- so same slot, as job keys built from the prefix): see docs/ARCHITECTURE.md.
+local prioritizedKey = string.sub(waitKey, 1, -5) .. "prioritized"
 
 local jobKey = jobPrefix .. jobId
 if redis.call("EXISTS", jobKey) == 0 then
@@ -26,8 +33,13 @@ end
 if redis.call("ZSCORE", activeKey, jobId) then
   return -3
 end
-for i = 1, 4 do
-  redis.call("ZREM", KEYS[i], jobId)
+-- Every job is in exactly one structure: scan the list only when no zset held it.
+local found = redis.call("ZREM", prioritizedKey, jobId)
+for i = 2, 4 do
+  found = found + redis.call("ZREM", KEYS[i], jobId)
+end
+if found == 0 then
+  redis.call("LREM", waitKey, 1, jobId)
 end
 redis.call("DEL", jobKey, jobKey .. ":logs")
 redis.call("XADD", eventsKey, "MAXLEN", "~", maxEvents, "*", "event", "removed", "jobId", jobId,

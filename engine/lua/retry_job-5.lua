@@ -1,9 +1,10 @@
 --[[
-  Move a failed job back to `wait` with its attempts reset (an operator's retry).
+  Move a failed job back to waiting with its attempts reset (an operator's retry): the end
+  of `wait` (no priority) or `prioritized` (by its priority).
 
   KEYS[1] meta      hash: `seq` counter
   KEYS[2] failed    zset
-  KEYS[3] wait      zset
+  KEYS[3] wait      list (its sibling `prioritized`, zset, is derived from this key)
   KEYS[4] events    stream
   KEYS[5] marker    zset
 
@@ -16,6 +17,9 @@
 ]]
 local metaKey, failedKey, waitKey, eventsKey, markerKey = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local jobPrefix, jobId, actor, maxEvents = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+-- `prioritized` is derived from the `wait` key rather than passed in KEYS (same hash tag,
+-- so same slot, as job keys built from the prefix): see docs/ARCHITECTURE.md.
+local prioritizedKey = string.sub(waitKey, 1, -5) .. "prioritized"
 
 local jobKey = jobPrefix .. jobId
 if redis.call("EXISTS", jobKey) == 0 then
@@ -24,12 +28,16 @@ end
 if not redis.call("ZSCORE", failedKey, jobId) then
   return -3
 end
-local seq = redis.call("HINCRBY", metaKey, "seq", 1)
-local priority = tonumber(redis.call("HGET", jobKey, "pri") or "0")
 redis.call("ZREM", failedKey, jobId)
 redis.call("HSET", jobKey, "atm", 0)
 redis.call("HDEL", jobKey, "fr", "st", "fon", "pon", "rv", "tok", "stc")
-redis.call("ZADD", waitKey, priority * 4294967296 + (seq % 4294967296), jobId)
+local priority = tonumber(redis.call("HGET", jobKey, "pri") or "0")
+if priority > 0 then
+  local seq = redis.call("HINCRBY", metaKey, "seq", 1)
+  redis.call("ZADD", prioritizedKey, priority * 4294967296 + (seq % 4294967296), jobId)
+else
+  redis.call("RPUSH", waitKey, jobId)
+end
 redis.call("ZADD", markerKey, 0, "w")
 redis.call("XADD", eventsKey, "MAXLEN", "~", maxEvents, "*", "event", "retried", "jobId", jobId,
   "by", actor)

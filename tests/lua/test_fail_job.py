@@ -73,14 +73,27 @@ async def test_retry_marker_keeps_an_earlier_due_time(manager: QueueManager) -> 
     assert await c.zscore(q.keys.marker, "d") == 5
 
 
-async def test_retry_without_delay_goes_back_to_wait(manager: QueueManager) -> None:
+async def test_retry_without_delay_goes_back_to_prioritized(manager: QueueManager) -> None:
     q = manager.create_queue("q")
     await q.add(1, {"priority": 3})
     (job,) = await claim(q)
     await fail(q, "1", job[1], delay=0)
-    score = await manager.client.zscore(q.keys.wait, "1")
+    score = await manager.client.zscore(q.keys.prioritized, "1")
     assert score is not None and score // 2**32 == 3
+    assert await manager.client.exists(q.keys.wait) == 0
     assert await manager.client.zscore(q.keys.marker, "w") == 0
+
+
+async def test_retry_without_delay_goes_to_the_end_of_wait(manager: QueueManager) -> None:
+    q = manager.create_queue("q")
+    c = manager.client
+    await q.add(1)
+    (job,) = await claim(q)
+    await q.add(2)
+    await fail(q, "1", job[1], delay=0)
+    assert await c.lrange(q.keys.wait, 0, -1) == ["2", "1"]
+    assert await c.exists(q.keys.prioritized) == 0
+    assert await c.zscore(q.keys.marker, "w") == 0
 
 
 async def test_stack_traces_are_capped_to_the_newest(manager: QueueManager) -> None:

@@ -8,6 +8,7 @@ import pytest
 from engine.lock import LeaderLease, LeaseConfig
 from engine.scheduler import define_schedule, server_time_ms, upsert_schedule
 from engine.store import Store
+from tests.helpers import unwait
 
 HOUR = 3_600_000
 
@@ -47,7 +48,7 @@ async def test_fire_enqueues_the_deterministic_job_records_the_ledger_and_moves_
     code, missed, now = await call(store, k, lease, fp, past, past + 2000, fire=[past, past + 1000])
     assert (code, missed) == (2, 0) and now >= past
     c = store.client
-    assert await c.zrange(k.wait, 0, -1) == [f"tick:{past}", f"tick:{past + 1000}"]
+    assert await c.lrange(k.wait, 0, -1) == [f"tick:{past}", f"tick:{past + 1000}"]
     job = await c.hgetall(k.job(f"tick:{past}"))
     assert job["name"] == "tick" and orjson.loads(job["data"]) == {"n": 1}
     assert job["atm"] == "0" and int(job["ts"]) == now
@@ -74,7 +75,7 @@ async def test_second_fire_of_the_same_tick_is_refused_by_the_compare_and_set(st
     assert (await call(store, k, lease, fp, past, past + 1000, fire=[past]))[0] == 1
     code, _, _ = await call(store, k, lease, fp, past, past + 1000, fire=[past])
     assert code == -5
-    assert await store.client.zcard(k.wait) == 1
+    assert await store.client.llen(k.wait) == 1
     assert await store.client.xlen(k.schedule_ledger("tick")) == 1
 
 
@@ -99,7 +100,7 @@ async def test_changed_definition_or_pause_refuses_a_fire_computed_from_the_old_
     assert (await call(store, k, lease, "0" * 32, past, past + 1000, fire=[past]))[0] == -5
     await store.client.hset(k.schedule("tick"), "paused", "1")
     assert (await call(store, k, lease, fp, past, past + 1000, fire=[past]))[0] == -5
-    assert await store.client.zcard(k.wait) == 0
+    assert await store.client.exists(k.wait, k.prioritized) == 0
 
 
 async def test_a_tick_after_server_time_is_refused_as_not_due(store):
@@ -141,21 +142,23 @@ async def test_missed_ticks_are_counted_in_ledger_events_and_the_schedule(store)
     assert await c.hget(k.schedule("tick"), "missed") == "7"
 
 
-@pytest.mark.parametrize("state", ["wait", "active", "delayed"])
+@pytest.mark.parametrize("state", ["wait", "prioritized", "active", "delayed"])
 async def test_overlap_skip_drops_the_tick_while_the_previous_run_is_unfinished(store, state):
     k, past, lease, fp = await setup(store, overlap="skip")
     assert (await call(store, k, lease, fp, past, past + 1000, fire=[past]))[0] == 1
     c = store.client
     first = f"tick:{past}"
     if state != "wait":
-        await c.zrem(k.wait, first)
+        await unwait(c, k, first)
         await c.zadd(getattr(k, state), {first: 1})
     code, missed, _ = await call(store, k, lease, fp, past + 1000, past + 2000, fire=[past + 1000])
     assert (code, missed) == (0, 1)
     assert not await c.exists(k.job(f"tick:{past + 1000}"))
-    # Finished: the next tick runs.
+    # Finished (every finish stamps `fon`): the next tick runs.
+    await unwait(c, k, first)
     await c.zrem(getattr(k, state), first)
     await c.zadd(k.completed, {first: 1})
+    await c.hset(k.job(first), "fon", 1)
     code, missed, _ = await call(store, k, lease, fp, past + 2000, past + 3000, fire=[past + 2000])
     assert (code, missed) == (1, 0)
     reasons = [f["reason"] for _, f in await c.xrange(k.schedule_ledger("tick"))]
@@ -190,4 +193,5 @@ async def test_job_with_priority_and_options_is_stored_as_add_job_would(store):
         "removeOnComplete": 50,
         "removeOnFail": 100,
     }
-    assert await store.client.zscore(k.wait, f"tick:{past}") >= 2 * 2**32
+    assert await store.client.zscore(k.prioritized, f"tick:{past}") >= 2 * 2**32
+    assert await store.client.exists(k.wait) == 0

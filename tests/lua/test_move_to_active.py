@@ -36,7 +36,7 @@ async def test_claim_moves_jobs_to_active_with_a_per_attempt_token(manager: Queu
     c = manager.client
     assert await c.zscore(q.keys.active, "1") == now + 5000
     assert await c.hget(q.keys.job("1"), "tok") == "w1:1"
-    assert await c.zcard(q.keys.wait) == 1
+    assert await c.llen(q.keys.wait) == 1
     # `wait` is not empty: the marker is re-armed so another blocked worker wakes.
     assert await c.zscore(q.keys.marker, "w") == 0
     events = await q.events(1)
@@ -74,7 +74,7 @@ async def test_claim_returns_nothing_while_paused_and_keeps_jobs_waiting(
     await q.pause()
     _, paused, _, _, jobs = await claim(q)
     assert paused == 1 and jobs == []
-    assert await manager.client.zcard(q.keys.wait) == 1
+    assert await manager.client.llen(q.keys.wait) == 1
 
 
 async def test_claim_empty_queue_leaves_the_marker_alone(manager: QueueManager) -> None:
@@ -94,16 +94,18 @@ async def test_claim_honours_the_rate_limit_window_across_workers(manager: Queue
     assert second[4] == []
     assert 0 < second[2] <= 60_000  # how long to wait before the window frees a slot
     # Limited claims do not re-arm the marker for the others (that would make them spin).
-    assert await manager.client.zcard(q.keys.wait) == 3
+    assert await manager.client.llen(q.keys.wait) == 3
 
 
 async def test_claim_skips_an_id_without_a_hash(manager: QueueManager) -> None:
     q = manager.create_queue("q")
-    await manager.client.zadd(q.keys.wait, {"ghost": 0})
+    await manager.client.rpush(q.keys.wait, "ghost")
+    await manager.client.zadd(q.keys.prioritized, {"ghost2": 2**32})
     await q.add(1)
     jobs = (await claim(q))[4]
     assert [j[0] for j in jobs] == ["1"]
     assert await manager.client.zscore(q.keys.active, "ghost") is None
+    assert await manager.client.zscore(q.keys.active, "ghost2") is None
 
 
 async def test_each_claim_of_the_same_job_gets_a_new_token(manager: QueueManager) -> None:
@@ -112,5 +114,5 @@ async def test_each_claim_of_the_same_job_gets_a_new_token(manager: QueueManager
     assert (await claim(q, worker="a"))[4][0][1] == "a:1"
     c = manager.client
     await c.zrem(q.keys.active, "1")
-    await c.zadd(q.keys.wait, {"1": 0})
+    await c.rpush(q.keys.wait, "1")
     assert (await claim(q, worker="b"))[4][0][1] == "b:2"

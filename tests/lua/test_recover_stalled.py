@@ -33,7 +33,7 @@ async def test_expired_lease_goes_back_to_the_front_of_wait(manager: QueueManage
     await c.zadd(q.keys.active, {"1": 1})  # lease expired long ago; job 2 is still held
     await q.add(3)
     assert await recover(q) == [["1"], []]
-    assert await c.zrange(q.keys.wait, 0, -1) == ["1", "3"]
+    assert await c.lrange(q.keys.wait, 0, -1) == ["1", "3"]
     h = await c.hgetall(q.keys.job("1"))
     assert h["stc"] == "1" and "tok" not in h
     assert await c.zscore(q.keys.marker, "w") == 0

@@ -30,7 +30,7 @@ async def test_release_returns_held_jobs_to_wait_and_refuses_stale_tokens(
         [k.job_prefix, 1000, "1", jobs[0][1], "2", "stale:1"],
     )
     assert released == ["1"]
-    assert await c.zrange(k.wait, 0, -1) == ["1"]
+    assert await c.lrange(k.wait, 0, -1) == ["1"]
     assert await c.zscore(k.active, "2") is not None
     h = await c.hgetall(k.job("1"))
     assert "tok" not in h and "atm" not in h  # the attempt did not count
