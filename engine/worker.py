@@ -277,6 +277,9 @@ class Worker:
         self._inflight: set[asyncio.Task[None]] = set()
         self._reserved = 0
         self._backoff_until = 0.0
+        # Whether the next blocking pop carries a claim, and how many slots it asked for.
+        self._warm = False
+        self._block_count = 0
         self._depth = 2 if o.concurrency >= _OVERLAP_FROM else 1
         self._per_exchange = max(1, -(-o.concurrency // self._depth))
         self._opts_cache: dict[str, JobOptions] = {}
@@ -456,6 +459,20 @@ class Worker:
         if backoff_s is not None:
             self._backoff_until = max(self._backoff_until, time.monotonic() + backoff_s)
 
+    def _claim_args(self, count: int) -> list[str | int]:
+        o = self.options
+        rate = o.rate_limit
+        return [
+            self.keys.job_prefix,
+            self.id,
+            count,
+            o.lease_ms,
+            self.store.max_events,
+            rate.max if rate else 0,
+            rate.duration_ms if rate else 0,
+            o.promote_batch,
+        ]
+
     async def _send(self, finishes: list[_Finish], count: int) -> float | None:
         scripts = self.store.scripts
         o = self.options
@@ -475,20 +492,8 @@ class Worker:
                 for f in fails:
                     await scripts.fail_job(self._fail_keys, f.args, client=pipe)
                 if count:
-                    rate = o.rate_limit
                     await scripts.move_to_active(
-                        self._claim_keys,
-                        [
-                            k.job_prefix,
-                            self.id,
-                            count,
-                            o.lease_ms,
-                            self.store.max_events,
-                            rate.max if rate else 0,
-                            rate.duration_ms if rate else 0,
-                            o.promote_batch,
-                        ],
-                        client=pipe,
+                        self._claim_keys, self._claim_args(count), client=pipe
                     )
                 results = await execute(pipe)
         except _REDIS_ERRORS as exc:
@@ -529,16 +534,23 @@ class Worker:
             timeout = self.options.block_timeout_s
             if self._next_due is not None:
                 timeout = min(timeout, max(self._next_due - now, 0.0))
+            # Warm (the last pop returned a marker): the claim rides behind the pop on the
+            # blocking connection, so a wake-up costs no second round trip. After a
+            # timeout, a bare pop (one command per timeout while idle).
+            count = min(self._free(), self.options.fetch_batch, self._per_exchange)
+            count = count if self._warm else 0
+            self._block_count = count
+            self._reserved += count
             # BZPOPMIN treats 0 as "forever": never ask for less than 10 ms.
-            self._blocker = asyncio.create_task(
-                self._block_client.bzpopmin([self.keys.marker], max(timeout, 0.01))
-            )
+            self._blocker = asyncio.create_task(self._block(max(timeout, 0.01), count))
         waker = asyncio.create_task(self._wake.wait())
         await asyncio.wait([self._blocker, waker], return_when=asyncio.FIRST_COMPLETED)
         waker.cancel()
         if not self._blocker.done():
             return  # a finish to send, or a re-check; keep blocking afterwards
         blocker, self._blocker = self._blocker, None
+        count, self._block_count = self._block_count, 0
+        self._reserved -= count
         if blocker.cancelled():
             self._queue_empty = False
             return
@@ -546,16 +558,37 @@ class Worker:
         if exc is not None:
             # Whatever the blocking call raised (redis-py may raise odd errors for a
             # connection torn down mid-handshake), the worker backs off, never dies.
+            # A claim whose reply was lost leaves its jobs to stalled recovery.
             self._queue_empty = False
+            self._warm = False
             await asyncio.sleep(self._outage.failed(exc))
             return
+        popped, claimed = blocker.result()
+        self._warm = popped is not None  # a timeout: idle, bare pops from now on
+        if claimed is not None:
+            self._outage.ok()
+            self._queue_empty = False
+            self._claimed(claimed, count)  # short: the queue is empty, block again
+            return
         due = self._next_due
-        if blocker.result() is not None or (
-            due is not None and time.monotonic() >= due - _DUE_SLACK_S
-        ):
+        if popped is not None or (due is not None and time.monotonic() >= due - _DUE_SLACK_S):
             # A marker (jobs ready, a delayed job announced, a resume) or a delayed job
             # due: claim. A plain timeout with nothing due costs no claim: block again.
             self._queue_empty = False
+
+    async def _block(self, timeout_s: float, count: int) -> tuple[Any, Any]:
+        """BZPOPMIN on the marker, and with ``count`` the claim right behind it (same
+        connection, one pipeline: Redis runs it as soon as the pop returns)."""
+        marker = [self.keys.marker]
+        if not count:
+            return await self._block_client.bzpopmin(marker, timeout_s), None
+        async with self._block_client.pipeline(transaction=False) as pipe:
+            pipe.bzpopmin(marker, timeout_s)
+            await self.store.scripts.move_to_active(
+                self._claim_keys, self._claim_args(count), client=pipe
+            )
+            popped, claimed = await execute(pipe)
+        return popped, claimed
 
     async def _hand_off_due(self, delay_s: float) -> None:
         """Every slot is busy and this worker knows a delayed job falls due: if it is still
@@ -586,6 +619,8 @@ class Worker:
             self._limited_until = mono + int(limited_ms) / 1000
         if len(jobs) < asked:
             self._queue_empty = True
+        if jobs:
+            self._warm = True
         for raw in jobs:
             self._start(raw, int(now_ms))
 

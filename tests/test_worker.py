@@ -474,3 +474,33 @@ async def test_idle_worker_still_claims_on_a_marker_and_for_a_due_delayed_job(
         await wait_for(lambda: completed(m, "q", 3))
     finally:
         await m.close_all()
+
+
+async def test_a_warm_worker_claims_behind_its_blocking_pop_and_an_idle_one_does_not(
+    manager: QueueManager,
+) -> None:
+    q = manager.create_queue("q")
+    ran: list[int] = []
+
+    async def handler(job: Job) -> None:
+        ran.append(job.data)
+
+    worker = await manager.process("q", handler, block_timeout_s=0.2, stalled_interval_ms=60_000)
+    await wait_for(lambda: asyncio.sleep(0, worker._blocker is not None))
+    asked: list[int] = []
+    real = worker._block
+
+    async def spy(timeout_s: float, count: int) -> tuple[Any, Any]:
+        asked.append(count)
+        return await real(timeout_s, count)
+
+    worker._block = spy  # type: ignore[method-assign]
+    await q.add(1)  # wakes the cold worker: a bare pop, then the claim
+    await wait_for(lambda: asyncio.sleep(0, ran == [1]))
+    await wait_for(lambda: asyncio.sleep(0, len(asked) >= 1))
+    assert asked[0] == 1  # busy a moment ago: the claim rides behind the pop
+    await q.add(2)
+    await wait_for(lambda: completed(manager, "q", 2))
+    # Two blocking timeouts later the worker is idle again: bare pops only.
+    await wait_for(lambda: asyncio.sleep(0, asked[-1] == 0 and len(asked) >= 4))
+    assert ran == [1, 2]
