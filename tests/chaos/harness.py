@@ -176,6 +176,8 @@ class Harness:
         inst.stopped = False
 
     async def start(self) -> Harness:
+        # `kill -USR1 <pytest pid>` prints every asyncio task's stack (diagnosing a hang).
+        asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, _dump_tasks)
         for inst in self.instances:
             await self.spawn(inst)
         self._tasks.append(asyncio.create_task(self._supervisor()))
@@ -356,6 +358,7 @@ class Harness:
         return f
 
     async def close(self) -> None:
+        asyncio.get_running_loop().remove_signal_handler(signal.SIGUSR1)
         self._supervise = False
         for task in self._tasks:
             task.cancel()
@@ -373,6 +376,11 @@ class Harness:
                 await self.kill(inst)
         await self.producer.close_all()
         await self.ledger.aclose()
+
+
+def _dump_tasks() -> None:
+    for task in asyncio.all_tasks():
+        task.print_stack(file=sys.stderr)
 
 
 def assert_invariants(f: Figures, *, ticks: bool = True) -> None:

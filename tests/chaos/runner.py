@@ -19,10 +19,20 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import random
 import signal
 import sys
 from typing import Any
+
+
+async def _exit_when_orphaned(parent: int) -> None:
+    """A test process killed by a timeout cannot SIGTERM its instances: they notice the
+    re-parenting and exit instead of running forever."""
+    while True:
+        await asyncio.sleep(0.5)
+        if os.getppid() != parent:
+            os._exit(3)
 
 
 async def main(cfg: dict[str, Any]) -> None:
@@ -86,7 +96,9 @@ async def main(cfg: dict[str, Any]) -> None:
                 reconnect_max_s=1.0,
             )
     print("ready", flush=True)
+    orphan_watch = asyncio.create_task(_exit_when_orphaned(os.getppid()))
     await stop.wait()
+    orphan_watch.cancel()
     await manager.close_all()
     await ledger.aclose()
 

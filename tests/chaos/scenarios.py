@@ -42,15 +42,20 @@ Faults = Callable[[Harness], Awaitable[None]]
 async def run(h: Harness, scale: Scale, faults: Faults) -> Figures:
     """Start, produce while injecting faults, heal, drain, compute, report."""
     await h.start()
+    # Generous bounds on every phase: a hang fails the scenario with a traceback that
+    # points at the stuck await instead of stalling the suite.
+    budget_s = scale.rounds * (scale.gap_s + 4 * TTL_S) + 60
     try:
         await h.leader(timeout_s=15)
         faults_done = asyncio.Event()
         producer = asyncio.create_task(h.produce(scale.jobs, faults_done))
         try:
-            await faults(h)
+            async with asyncio.timeout(budget_s):
+                await faults(h)
         finally:
             faults_done.set()
-            await producer
+            async with asyncio.timeout(120):
+                await producer
         await h.drain(scale.drain_s)
         figures = await h.compute()
     finally:
