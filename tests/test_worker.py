@@ -219,8 +219,9 @@ async def test_rate_limit_bounds_starts_per_window(manager: QueueManager) -> Non
     await wait_for(lambda: completed(manager, "q", 6))
     starts = [int(e["ts"]) for e in await events(manager, "q", "active")]
     assert len(starts) == 6
+    # Event ids and the limiter read the Redis clock separately (ms rounding): allow 2 ms.
     for earlier, later in zip(starts, starts[2:], strict=False):
-        assert later - earlier >= 300
+        assert later - earlier >= 298
 
 
 async def test_remove_on_complete_and_on_fail_apply_when_jobs_finish(
