@@ -16,35 +16,30 @@ RESULTS_MD = HERE / "RESULTS.md"
 CHART = HERE / "throughput.png"
 
 
-# What bounds the targets this engine misses, from `python -m bench profile`, INFO
-# commandstats and a standalone memory layout measurement (see the README's "Benchmarks
-# and tuning"). Kept by hand: update when the engine changes.
+# Where the engine's time goes and what bounds its figures, from `python -m bench profile`,
+# INFO commandstats and a standalone memory layout measurement (see the README's
+# "Benchmarks and tuning"). Kept by hand: update when the engine changes.
 NOTES = [
-    "- **Processing (>= 5x at concurrency 10, >= 10x at 50).** Bound: the worker's Python "
-    "path and Redis alternate. At concurrency 50 a job costs ~29 us of worker CPU (under "
-    "the 0.1 ms budget; 0.02 round trips per job) and ~33 us of Redis CPU, and the worker "
-    "waits for each pipelined exchange, so one process tops out near 1 / 62 us = ~16-20k "
-    "jobs/s. Of Redis's 33 us, ~8 us is the commands themselves and ~14 us the fixed cost "
-    "of one `complete_job` call per job (40k EVALSHA for 40k jobs). Next step (worker "
-    "code): finish all jobs of one exchange in ONE script call, as `add_job` now adds a "
-    "batch (that change took bulk enqueue from 14.9 to 10 us of Redis and 31 to 17 us of "
-    "wall time per job), then overlap the next exchange with handler dispatch. The peers "
-    "also measure faster here than the issue's figures (BullMQ ~3k jobs/s at "
-    "concurrency 10, not 1.7k), which raises the bar.",
-    "- **Latency p99 vs BullMQ.** Ours and BullMQ's p99 move between ~1.5 and ~3 ms from "
-    "run to run (600 samples; producer, worker and Redis share 2 cores), so this target "
-    "flips with noise; p50s are within 0.1 ms. A woken worker still needs a second round "
-    "trip (the claim script) after BZPOPMIN; claiming in the wake-up itself would cut one.",
-    "- **Bytes per waiting job.** Standalone, 20k jobs: the job hash costs ~149 B (key, "
-    "`data`, `ts`) and its `wait` zset entry ~114 B (skiplist node + dict entry above 128 "
-    "members). Renaming fields to `d`/`t` saves ~8 B and `job:` -> `j:` ~2 B: not enough. "
-    "BullMQ keeps waiting ids in a list (~5 B each); a list for priority-0 jobs with the "
-    "zset only for prioritized ones would bring us to ~155 B, a data-model change across "
-    "the worker scripts.",
-    "- **Idle.** A worker blocks on BZPOPMIN for `block_timeout_s` (5 s), then sends the "
-    "claim script, which also promotes due delayed jobs: 2 round trips (~6 commands "
-    "counting those inside the script) per timeout. One would need the claim skipped "
-    "when no delayed job is due.",
+    "- **Processing.** A worker finishes every completed job of an exchange in ONE "
+    "`complete_job` call pipelined with the claim for the free slots (0.11 round trips per "
+    "job at concurrency 10, 0.04 at 50), and from concurrency 32 keeps two exchanges in "
+    "flight. At concurrency 50 a job costs ~18 us of worker CPU and ~22 us of Redis CPU; "
+    "with two exchanges overlapping, the ceiling on 2 cores is Redis CPU, most of it the "
+    "per-job `completed` event (XADD, kept on purpose: the dashboard, metrics and alerts "
+    "read it) and the claim script. The concurrency-50 ratio moved between 8x and 11x "
+    "across runs on this shared machine (11.3x in a processing-only run, lower when other "
+    "test suites shared the cores); concurrency 10 stays above 5x. The peers also measure "
+    "faster here than the issue's figures (BullMQ ~3k jobs/s, not 1.7k).",
+    "- **Latency.** A warm worker sends its blocking pop and its claim in one pipeline, so a "
+    "wake-up costs one round trip. p50/p99 and BullMQ's move by ~0.5 ms between runs "
+    "(600 samples; producer, worker and Redis share 2 cores).",
+    "- **Bytes per waiting job.** Jobs without priority wait in a LIST (~5 B an entry), "
+    "prioritized ones in a zset; the job hash (key, `data`, `ts`) is ~140 B of the total. "
+    "The quick profile (5k jobs) reads a few bytes higher than 20k jobs (fixed overhead "
+    "spread over fewer jobs).",
+    "- **Idle.** An idle worker sends one BZPOPMIN per blocking timeout and claims only when "
+    "a marker or a delayed job's due time wakes it (plus one safety claim per stalled "
+    "interval).",
     "- **Peers.** arq polls: `poll_delay` 1 ms buys its throughput and costs ~5.6k "
     "commands/s with 10 idle workers. RQ runs one job at a time per process (n/a above "
     "concurrency 1). SAQ and arq have no bulk enqueue; RQ's client is synchronous (no "
@@ -53,11 +48,10 @@ NOTES = [
     "- **Cron.** Every system's instance is a real worker process (ours: scheduler + "
     "worker). arq's cron start is ~1-2 ms late because its workers poll every 1 ms; ours "
     "is ~4-5 ms: the leader wakes at the tick, then spends three round trips (next due + "
-    "TIME, the schedule hash, the fire script) before the job exists, and the woken worker "
-    "one more to claim it. Caching the definition and firing in one call, and claiming in "
-    "the wake-up exchange, would take ~2 ms off. BullMQ runs iterations as delayed jobs "
-    "(tens to hundreds of ms late); SAQ enqueues cron jobs from a 1 s upkeep timer and "
-    "skips ticks whose unique job is still kept.",
+    "TIME, the schedule hash, the fire script) before the job exists. Caching the "
+    "definition and firing in one call would take ~2 ms off. BullMQ runs iterations as "
+    "delayed jobs (tens to hundreds of ms late); SAQ enqueues cron jobs from a 1 s upkeep "
+    "timer and skips ticks whose unique job is still kept.",
     "- **Noise.** The machine is shared; absolute numbers move ~20% between runs. "
     "Alternation within a run is what keeps the ratios fair.",
 ]
@@ -293,7 +287,7 @@ def markdown(results: dict[str, Any], notes: Sequence[str] = tuple(NOTES)) -> st
         "",
     ]
     if notes:
-        out += ["## What bounds the missed targets", "", *notes, ""]
+        out += ["## What bounds the figures", "", *notes, ""]
     out += ["## Reproduce", "", "```", *meta["commands"], "```", ""]
     return "\n".join(out)
 
