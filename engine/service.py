@@ -15,7 +15,6 @@ schedule (``engine.toml`` or the built-in SERPRAM and AYT). Its responsibilities
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import fcntl
 import logging
 import os
@@ -34,6 +33,7 @@ from .alerts import setup_alerts
 from .api import ApiSettings, AuthConfig, RunTarget, create_app
 from .api.auth import AuthNotConfigured
 from .api.dashboard import setup_dashboard
+from .checks import StartupCheckError
 from .config import EngineConfig, ScheduleConfig, load_config
 from .connection import DEFAULT_REDIS_URL, RedisSettings
 from .errors import ScheduleNotFound
@@ -226,6 +226,9 @@ async def _setup(manager: QueueManager, config: EngineConfig, options: ServiceOp
     delay = SETUP_BACKOFF_S[0]
     while True:
         try:
+            # Refuses Redis < 7.0 and a lease the socket timeout makes unsafe (the service
+            # then exits 1); warns when keys may be evicted.
+            await manager.check(config.lease)
             if options.workers:
                 await schedulers.init_all_schedulers(manager, config)
             else:
@@ -285,6 +288,9 @@ async def serve(options: ServiceOptions, env: Mapping[str, str] | None = None) -
         loop.add_signal_handler(sig, stop.set)
     runner: web.AppRunner | None = None
     setup = asyncio.create_task(_setup(manager, config, options), name="engine-setup")
+    # A failed startup check ends the service instead of leaving it half started.
+    setup.add_done_callback(lambda t: None if t.cancelled() or not t.exception() else stop.set())
+    exit_code = 0
     try:
         if auth is not None:
             app = create_app(
@@ -316,11 +322,16 @@ async def serve(options: ServiceOptions, env: Mapping[str, str] | None = None) -
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
         setup.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
+        try:
             await setup
+        except asyncio.CancelledError:
+            pass
+        except StartupCheckError as exc:
+            print(f"engine: startup check failed: {exc}", file=sys.stderr)
+            exit_code = 1
         await shutdown(manager, runner, options.shutdown_timeout_s)
         await asyncio.to_thread(target.stop)
-    return 0
+    return exit_code
 
 
 class OneLineErrors(logging.Filter):

@@ -331,3 +331,25 @@ async def test_redis_down_at_startup_gives_503_then_recovers(
         await wait_for(registered, timeout_s=60)
         proc.proc.send_signal(signal.SIGTERM)
         assert await proc.wait_exit() == 0
+
+
+async def test_unsafe_lease_timing_fails_the_startup_check_and_exits_1(
+    tmp_path: Path, redis_factory: Callable[..., RedisServer]
+) -> None:
+    server = redis_factory()
+    env = _env(tmp_path, server.url, secrets.token_hex(32))
+    # Valid on its own (renew <= ttl/3), but renew + the 5 s socket timeout outlives the
+    # lease: a leader could act on a lease that has already expired.
+    unsafe = CONFIG.replace(
+        "[schedules.slow]", "[lease]\nttl_ms = 3000\nrenew_interval_ms = 1000\n\n[schedules.slow]"
+    )
+    (tmp_path / "engine.toml").write_text(unsafe)
+    async with engine_process(tmp_path, env) as proc:
+        assert await proc.wait_exit() == 1
+    log = proc.log.read_text()
+    assert "startup check failed" in log and "lease" in log
+    client = aioredis.Redis.from_url(server.url, decode_responses=True)
+    try:
+        assert await client.keys("svc:*") == []  # nothing registered, nothing fired
+    finally:
+        await client.aclose()
