@@ -25,15 +25,11 @@ from typing import Any
 from redis.exceptions import NoPermissionError, ResponseError
 
 from .connection import RedisSettings
-from .errors import EngineError
+from .errors import StartupCheckError
 
 logger = logging.getLogger("engine.checks")
 
 MIN_REDIS_VERSION = (7, 0)
-
-
-class StartupCheckError(EngineError):
-    """Redis or the configuration cannot be used safely; the message says why."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -38,7 +38,6 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from .errors import EngineError
 from .scripts import _QUEUED, EncodableArg, LuaScript
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -233,18 +232,6 @@ def create_client(settings: RedisSettings, *, socket_timeout_s: float | None = N
         **common,
         **{k: v for k, v in tls_kwargs.items() if v is not None},
     )
-
-
-class ReplicationTimeout(EngineError):
-    """Fewer replicas than asked acknowledged a write within the WAIT timeout. The write
-    is on the primary and may still be lost if it fails over now; ``job_ids`` names what
-    was written (re-adding them with the same ids is a no-op if they survived)."""
-
-    def __init__(self, message: str, *, acked: int, wanted: int, job_ids: list[str]) -> None:
-        super().__init__(message)
-        self.acked = acked
-        self.wanted = wanted
-        self.job_ids = job_ids
 
 
 def queue_on_key_node(pipe: Any, key: str, *command: EncodableArg) -> None:

@@ -33,8 +33,20 @@ class UnrecoverableError(EngineError):
     """Raised by a processor to fail a job at once, without further attempts."""
 
 
-class RedisUnavailable(EngineError):
-    """Redis could not be reached (connection refused, reset or timed out)."""
+class StartupCheckError(EngineError):
+    """Redis or the configuration cannot be used safely; the message says why."""
+
+
+class ReplicationTimeout(EngineError):
+    """Fewer replicas than asked acknowledged a write within the WAIT timeout. The write
+    is on the primary and may still be lost if it fails over now; ``job_ids`` names what
+    was written (re-adding them with the same ids is a no-op if they survived)."""
+
+    def __init__(self, message: str, *, acked: int, wanted: int, job_ids: list[str]) -> None:
+        super().__init__(message)
+        self.acked = acked
+        self.wanted = wanted
+        self.job_ids = job_ids
 
 
 class ErrorCode(IntEnum):

@@ -119,10 +119,6 @@ class QueueKeys:
         return self._k("lease")
 
     @property
-    def ledger(self) -> str:
-        return self._k("ledger")
-
-    @property
     def job_prefix(self) -> str:
         """Prefix of job hashes; scripts append the id (same slot by construction)."""
         return self._k("job:")

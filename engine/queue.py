@@ -14,8 +14,8 @@ from typing import Any
 
 import orjson
 
-from .connection import ReplicationTimeout, execute_acked
-from .errors import JobNotFound, raise_for_code
+from .connection import execute_acked
+from .errors import JobNotFound, ReplicationTimeout, raise_for_code
 from .job import DEFAULT_JOB_NAME, Job, JobState
 from .keys import QueueKeys, validate_queue_name
 from .options import JobOptions

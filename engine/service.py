@@ -33,10 +33,9 @@ from .alerts import setup_alerts
 from .api import ApiSettings, AuthConfig, RunTarget, create_app
 from .api.auth import AuthNotConfigured
 from .api.dashboard import setup_dashboard
-from .checks import StartupCheckError
 from .config import EngineConfig, ScheduleConfig, load_config
 from .connection import DEFAULT_REDIS_URL, RedisSettings
-from .errors import ScheduleNotFound
+from .errors import ScheduleNotFound, StartupCheckError
 from .job import Job
 from .manager import QueueManager
 from .metrics import setup_metrics

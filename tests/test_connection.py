@@ -11,8 +11,9 @@ from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster as ClusterClient
 
 from engine import QueueManager
-from engine.checks import StartupCheckError, check_lease_timing, check_redis
-from engine.connection import RedisSettings, ReplicationTimeout, create_client
+from engine.checks import check_lease_timing, check_redis
+from engine.connection import RedisSettings, create_client
+from engine.errors import ReplicationTimeout, StartupCheckError
 from engine.lock import LeaseConfig
 
 

@@ -10,7 +10,8 @@ import time
 import pytest
 
 from engine import QueueManager
-from engine.connection import RedisSettings, ReplicationTimeout
+from engine.connection import RedisSettings
+from engine.errors import ReplicationTimeout
 from engine.redis_server import RedisSentinel
 from tests.helpers import wait_for
 

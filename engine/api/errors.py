@@ -22,7 +22,6 @@ from ..errors import (
     JobNotFound,
     LeaseLost,
     QueueNotFound,
-    RedisUnavailable,
     ScheduleNotFound,
 )
 from .auth import AuthFailed
@@ -35,7 +34,6 @@ _REDIS_DOWN = (
     RedisConnectionError,
     RedisTimeoutError,
     BusyLoadingError,
-    RedisUnavailable,
     ConnectionError,
     TimeoutError,
 )
