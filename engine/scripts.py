@@ -18,6 +18,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib import resources
+from importlib.resources.abc import Traversable
 from typing import Any
 
 from redis.exceptions import NoScriptError
@@ -25,17 +26,33 @@ from redis.exceptions import NoScriptError
 _FILENAME = re.compile(r"^(?P<name>[a-z_]+)-(?P<keys>\d+)\.lua$")
 # Where a pipeline remembers which of its commands were script calls (for NOSCRIPT retry).
 _QUEUED = "_engine_script_calls"
+_INCLUDE = re.compile(r"^-- @include ([a-z_]+)$", re.MULTILINE)
 
 EncodableArg = str | int | float | bytes
 
 
+def _expand(source: str, includes: Traversable) -> str:
+    """Splice ``-- @include <name>`` lines with ``lua/include/<name>.lua``: Redis runs
+    each script alone, so code shared by several scripts is pasted in when loaded."""
+
+    def splice(match: re.Match[str]) -> str:
+        return includes.joinpath(f"{match[1]}.lua").read_text(encoding="utf-8")
+
+    return _INCLUDE.sub(splice, source)
+
+
 def _sources() -> dict[str, tuple[int, str]]:
     found: dict[str, tuple[int, str]] = {}
-    for entry in resources.files("engine").joinpath("lua").iterdir():
+    lua = resources.files("engine").joinpath("lua")
+    includes = lua.joinpath("include")
+    for entry in lua.iterdir():
+        if not entry.is_file():
+            continue
         match = _FILENAME.match(entry.name)
         if not match:
             raise RuntimeError(f"Lua file {entry.name!r} is not named verb_object-N.lua")
-        found[match["name"]] = (int(match["keys"]), entry.read_text(encoding="utf-8"))
+        source = _expand(entry.read_text(encoding="utf-8"), includes)
+        found[match["name"]] = (int(match["keys"]), source)
     return found
 
 

@@ -120,3 +120,17 @@ def test_crc16_slot_matches_redis_cluster_reference_values():
     # An empty first tag means the whole key is hashed; the first non-empty tag wins.
     assert crc16_slot("foo{}{bar}") != crc16_slot("bar")
     assert crc16_slot("foo{{bar}}zap") == crc16_slot("{bar")
+
+
+def test_includes_are_spliced_in_so_redis_gets_whole_scripts():
+    assert not any(re.search(r"^-- @include", src, re.M) for _, src in SOURCES.values())
+    users = [
+        name for name, (_, source) in SOURCES.items() if "local function pushWaiting" in source
+    ]
+    assert sorted(users) == [
+        "fail_job",
+        "promote_job",
+        "recover_stalled",
+        "release_jobs",
+        "retry_job",
+    ]

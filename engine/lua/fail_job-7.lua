@@ -37,6 +37,7 @@ local batch = tonumber(ARGV[11])
 -- `prioritized` is derived from the `wait` key rather than passed in KEYS (same hash tag,
 -- so same slot, as job keys built from the prefix): see docs/ARCHITECTURE.md.
 local prioritizedKey = string.sub(waitKey, 1, -5) .. "prioritized"
+-- @include waiting
 
 local jobKey = jobPrefix .. jobId
 if redis.call("HGET", jobKey, "tok") ~= token then
@@ -62,13 +63,7 @@ if stack ~= "" then
 end
 
 if retryDelay == 0 then
-  local priority = tonumber(redis.call("HGET", jobKey, "pri") or "0")
-  if priority > 0 then
-    local seq = redis.call("HINCRBY", metaKey, "seq", 1)
-    redis.call("ZADD", prioritizedKey, priority * 4294967296 + (seq % 4294967296), jobId)
-  else
-    redis.call("RPUSH", waitKey, jobId)
-  end
+  pushWaiting(metaKey, waitKey, prioritizedKey, jobKey, jobId)
   redis.call("ZADD", markerKey, 0, "w")
   redis.call("XADD", eventsKey, "MAXLEN", "~", maxEvents, "*", "event", "retrying", "jobId", jobId,
     "attemptsMade", attempts, "delay", 0, "failedReason", reason)

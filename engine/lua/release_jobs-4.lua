@@ -19,23 +19,7 @@ local jobPrefix, maxEvents = ARGV[1], ARGV[2]
 -- `prioritized` is derived from the `wait` key rather than passed in KEYS (same hash tag,
 -- so same slot, as job keys built from the prefix): see docs/ARCHITECTURE.md.
 local prioritizedKey = string.sub(waitKey, 1, -5) .. "prioritized"
--- Hand `ids` back to the FRONT of their structure, in the given order: LPUSH for jobs
--- without priority, sequence 0 (ahead of every job of the same priority) otherwise.
-local function toFront(ids)
-  local listed = {}
-  for _, id in ipairs(ids) do
-    local priority = tonumber(redis.call("HGET", jobPrefix .. id, "pri") or "0")
-    if priority > 0 then
-      redis.call("ZADD", prioritizedKey, priority * 4294967296, id)
-    else
-      table.insert(listed, 1, id)
-    end
-  end
-  if #listed > 0 then
-    -- LPUSH a b c leaves c b a: the reversed list keeps `ids`' order at the front.
-    redis.call("LPUSH", waitKey, unpack(listed))
-  end
-end
+-- @include waiting
 
 local released = {}
 for i = 3, #ARGV, 2 do
@@ -50,7 +34,7 @@ for i = 3, #ARGV, 2 do
   end
 end
 if #released > 0 then
-  toFront(released)
+  pushFront(jobPrefix, waitKey, prioritizedKey, released)
   redis.call("ZADD", markerKey, 0, "w")
 end
 return released

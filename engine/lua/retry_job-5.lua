@@ -20,6 +20,7 @@ local jobPrefix, jobId, actor, maxEvents = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 -- `prioritized` is derived from the `wait` key rather than passed in KEYS (same hash tag,
 -- so same slot, as job keys built from the prefix): see docs/ARCHITECTURE.md.
 local prioritizedKey = string.sub(waitKey, 1, -5) .. "prioritized"
+-- @include waiting
 
 local jobKey = jobPrefix .. jobId
 if redis.call("EXISTS", jobKey) == 0 then
@@ -31,13 +32,7 @@ end
 redis.call("ZREM", failedKey, jobId)
 redis.call("HSET", jobKey, "atm", 0)
 redis.call("HDEL", jobKey, "fr", "st", "fon", "pon", "rv", "tok", "stc")
-local priority = tonumber(redis.call("HGET", jobKey, "pri") or "0")
-if priority > 0 then
-  local seq = redis.call("HINCRBY", metaKey, "seq", 1)
-  redis.call("ZADD", prioritizedKey, priority * 4294967296 + (seq % 4294967296), jobId)
-else
-  redis.call("RPUSH", waitKey, jobId)
-end
+pushWaiting(metaKey, waitKey, prioritizedKey, jobKey, jobId)
 redis.call("ZADD", markerKey, 0, "w")
 redis.call("XADD", eventsKey, "MAXLEN", "~", maxEvents, "*", "event", "retried", "jobId", jobId,
   "by", actor)

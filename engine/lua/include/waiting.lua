@@ -1,0 +1,35 @@
+--[[
+  Shared by the scripts that put jobs back into waiting (spliced in by engine/scripts.py
+  where a script says `-- @include waiting`). Waiting is two structures: the `wait` LIST
+  for jobs without priority (FIFO) and the `prioritized` zset (score = priority * 2^32 +
+  sequence, 1 = highest).
+]]
+
+-- Append a job to waiting behind every job of its priority.
+local function pushWaiting(metaKey, waitKey, prioritizedKey, jobKey, jobId)
+  local priority = tonumber(redis.call("HGET", jobKey, "pri") or "0")
+  if priority > 0 then
+    local seq = redis.call("HINCRBY", metaKey, "seq", 1)
+    redis.call("ZADD", prioritizedKey, priority * 4294967296 + (seq % 4294967296), jobId)
+  else
+    redis.call("RPUSH", waitKey, jobId)
+  end
+end
+
+-- Hand `ids` back to the FRONT of waiting, in the given order: LPUSH for jobs without
+-- priority, sequence 0 (ahead of every job of the same priority) otherwise.
+local function pushFront(jobPrefix, waitKey, prioritizedKey, ids)
+  local listed = {}
+  for _, id in ipairs(ids) do
+    local priority = tonumber(redis.call("HGET", jobPrefix .. id, "pri") or "0")
+    if priority > 0 then
+      redis.call("ZADD", prioritizedKey, priority * 4294967296, id)
+    else
+      table.insert(listed, 1, id)
+    end
+  end
+  if #listed > 0 then
+    -- LPUSH a b c leaves c b a: the reversed list keeps `ids`' order at the front.
+    redis.call("LPUSH", waitKey, unpack(listed))
+  end
+end
