@@ -9,6 +9,24 @@ from typing import Any, TypeVar
 
 T = TypeVar("T")
 
+# Bull's JSON shape of a job (SEED.md's listings), which Job.to_json() and the API keep.
+BULL_JOB_FIELDS = frozenset(
+    {
+        "id",
+        "name",
+        "data",
+        "opts",
+        "progress",
+        "attemptsMade",
+        "failedReason",
+        "stacktrace",
+        "returnvalue",
+        "timestamp",
+        "processedOn",
+        "finishedOn",
+    }
+)
+
 
 async def wait_for(
     predicate: Callable[[], Awaitable[T]], timeout_s: float = 10.0, interval_s: float = 0.01

@@ -10,23 +10,11 @@ import redis.asyncio as aioredis
 from test_api_helpers import Api, register_seed_queues, serve
 
 from engine import QueueManager
+from tests.helpers import BULL_JOB_FIELDS
 
 ISO_MS_Z = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
 STATS_FIELDS = {"name", "waiting", "active", "completed", "failed", "delayed", "paused", "total"}
-JOB_FIELDS = {
-    "id",
-    "name",
-    "data",
-    "opts",
-    "progress",
-    "attemptsMade",
-    "failedReason",
-    "stacktrace",
-    "returnvalue",
-    "timestamp",
-    "processedOn",
-    "finishedOn",
-}
+JOB_FIELDS = BULL_JOB_FIELDS
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ import pytest
 
 from engine import InvalidJobState, JobNotFound, JobState, QueueManager, QueueNotFound
 from engine.queue import ADD_BATCH, MAX_PAGE
-from tests.helpers import unwait, waiting_ids
+from tests.helpers import BULL_JOB_FIELDS, unwait, waiting_ids
 
 
 async def test_add_job_writes_hash_wait_entry_and_event(manager, client):
@@ -246,20 +246,7 @@ async def test_get_job_reports_state_and_bull_json_shape(manager):
     got = await manager.get_job("q", job.id)
     assert got is not None and got.state is JobState.DELAYED
     body = got.to_json()
-    assert set(body) >= {
-        "id",
-        "name",
-        "data",
-        "opts",
-        "progress",
-        "attemptsMade",
-        "failedReason",
-        "stacktrace",
-        "returnvalue",
-        "timestamp",
-        "processedOn",
-        "finishedOn",
-    }
+    assert set(body) >= BULL_JOB_FIELDS
     assert body["opts"] == {"attempts": 2, "delay": 1000}
     assert body["name"] == "sync" and body["data"] == {"k": "v"}
     assert await manager.get_job("q", "missing") is None
