@@ -39,18 +39,7 @@ for i = 1, n do
 end
 local scores = redis.call("ZMSCORE", activeKey, unpack(ids))
 
-local function drop(found)
-  for s = 1, #found, 250 do
-    local keys, members = {}, {}
-    for j = s, math.min(s + 249, #found) do
-      keys[#keys + 1] = jobPrefix .. found[j]
-      keys[#keys + 1] = jobPrefix .. found[j] .. ":logs"
-      members[#members + 1] = found[j]
-    end
-    redis.call("DEL", unpack(keys))
-    redis.call("ZREM", completedKey, unpack(members))
-  end
-end
+-- @include retention
 
 local codes, durations, done, finished, toAdd, trimmed = {}, {}, {}, {}, {}, {}
 local function flushAdds()
@@ -89,16 +78,7 @@ for i = 1, n do
   local keepCount, keepAgeMs = tonumber(ARGV[b + 4]), tonumber(ARGV[b + 5])
   if lastOfSetting[setting] == i and trimmed[setting] then
     flushAdds()
-    if keepAgeMs >= 0 then
-      drop(redis.call("ZRANGEBYSCORE", completedKey, "-inf", "(" .. (now - keepAgeMs), "LIMIT", 0,
-        batch))
-    end
-    if keepCount >= 0 then
-      local excess = redis.call("ZCARD", completedKey) - keepCount
-      if excess > 0 then
-        drop(redis.call("ZRANGE", completedKey, 0, math.min(excess, batch) - 1))
-      end
-    end
+    trimFinished(completedKey, jobPrefix, now, keepCount, keepAgeMs, batch)
   end
 end
 flushAdds()

@@ -38,6 +38,7 @@ local batch = tonumber(ARGV[11])
 -- so same slot, as job keys built from the prefix): see docs/ARCHITECTURE.md.
 local prioritizedKey = string.sub(waitKey, 1, -5) .. "prioritized"
 -- @include waiting
+-- @include retention
 
 local jobKey = jobPrefix .. jobId
 if redis.call("HGET", jobKey, "tok") ~= token then
@@ -82,21 +83,5 @@ redis.call("ZADD", failedKey, now, jobId)
 redis.call("XADD", eventsKey, "MAXLEN", "~", maxEvents, "*", "event", "failed", "jobId", jobId,
   "attemptsMade", attempts, "failedReason", reason)
 
-local function drop(ids)
-  for _, id in ipairs(ids) do
-    redis.call("DEL", jobPrefix .. id, jobPrefix .. id .. ":logs")
-  end
-  if #ids > 0 then
-    redis.call("ZREM", failedKey, unpack(ids))
-  end
-end
-if keepAgeMs >= 0 then
-  drop(redis.call("ZRANGEBYSCORE", failedKey, "-inf", "(" .. (now - keepAgeMs), "LIMIT", 0, batch))
-end
-if keepCount >= 0 then
-  local excess = redis.call("ZCARD", failedKey) - keepCount
-  if excess > 0 then
-    drop(redis.call("ZRANGE", failedKey, 0, math.min(excess, batch) - 1))
-  end
-end
+trimFinished(failedKey, jobPrefix, now, keepCount, keepAgeMs, batch)
 return {now, 0, attempts}
