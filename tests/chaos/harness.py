@@ -129,6 +129,7 @@ class Harness:
         self.prefix = prefix
         self.queues = queues
         self.every_ms = every_ms
+        self._tick_end: int | None = None
         self.lease = lease or LEASE
         self.runner = runner or {}
         self.instances = [Instance(i, (instance_urls or {}).get(i, url)) for i in range(instances)]
@@ -302,17 +303,21 @@ class Harness:
         idle = 0
         while time.monotonic() < deadline:
             all_ran = ticks_ok = True
+            # The tick window that compute() checks ends where this pass saw ticks run up
+            # to: a later "now" would count ticks a loaded machine has not run yet.
+            tick_end = now_ms() - 2 * self.every_ms - 500
             for queue in self.queues:
                 runs = await self.runs(queue)
                 if not self.acked[queue] <= runs.keys():
                     all_ran = False
                 if self.every_ms:
                     ticks = [int(k.split(":")[1]) for k in runs if k.startswith("tick:")]
-                    if not ticks or max(ticks) < now_ms() - 2 * self.every_ms - 500:
+                    if not ticks or max(ticks) < tick_end:
                         ticks_ok = False
             if ticks_ok and not all_ran:
                 idle = idle + 1 if await self._nothing_pending() else 0
             if ticks_ok and (all_ran or idle >= 10):
+                self._tick_end = tick_end
                 return
             await asyncio.sleep(0.1)
 
@@ -328,7 +333,7 @@ class Harness:
 
     async def compute(self) -> Figures:
         f = self.figures
-        end = now_ms() - 2 * self.every_ms - 500
+        end = self._tick_end if self._tick_end is not None else now_ms() - 2 * self.every_ms - 500
         for queue in self.queues:
             runs = await self.runs(queue)
             jobs = {k: v for k, v in runs.items() if not k.startswith("tick:")}
