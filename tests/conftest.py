@@ -14,7 +14,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from engine import QueueManager
-from engine.redis_server import RedisCluster, RedisServer, redis_server_binary
+from tests.redis_servers import RedisCluster, RedisServer, redis_server_binary
 
 
 @pytest.fixture(scope="session")

@@ -16,9 +16,9 @@ from engine import QueueManager
 from engine.alerts import AlertConfig, AlertManager, WebhookConfig
 from engine.connection import RedisSettings
 from engine.metrics import Event, EventFeed
-from engine.redis_server import RedisServer
 from tests.helpers import wait_for
 from tests.monitoring import add_event, claim, complete, fail, redis_now_ms, run_one
+from tests.redis_servers import RedisServer
 
 
 @dataclass

@@ -24,7 +24,7 @@ from engine import QueueManager
 from engine.api import create_app
 from engine.api.openapi import OPERATIONS, build_openapi
 from engine.api.routes import ROUTES
-from engine.redis_server import RedisServer
+from tests.redis_servers import RedisServer
 
 FUZZ_EXAMPLES = 25
 

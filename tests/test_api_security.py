@@ -27,7 +27,7 @@ from engine import QueueManager
 from engine.api import ApiSettings, AuthConfig
 from engine.api.guard import ADMIN
 from engine.api.routes import ROUTES
-from engine.redis_server import RedisServer
+from tests.redis_servers import RedisServer
 
 NOW = int(time.time())
 

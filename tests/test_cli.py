@@ -12,7 +12,7 @@ import jwt
 import pytest
 
 from engine.cli import main
-from engine.redis_server import RedisServer
+from tests.redis_servers import RedisServer
 
 
 @pytest.fixture

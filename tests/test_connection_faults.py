@@ -16,9 +16,9 @@ from redis.exceptions import ConnectionError, OutOfMemoryError, TimeoutError
 from engine import QueueManager
 from engine.connection import RedisSettings
 from engine.lock import LeaseConfig
-from engine.redis_server import RedisServer
 from engine.scheduler import define_schedule, upsert_schedule
 from tests.helpers import wait_for
+from tests.redis_servers import RedisServer
 from tests.tcp_proxy import TcpProxy, ThreadedProxy
 
 

@@ -15,9 +15,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from engine import QueueManager
 from engine.metrics import FEED, Event, EventFeed, schedule_of, setup_metrics
-from engine.redis_server import RedisServer
 from tests.helpers import wait_for
 from tests.monitoring import add_event, claim, redis_now_ms, run_one
+from tests.redis_servers import RedisServer
 
 GRAFANA = Path(__file__).resolve().parent.parent / "grafana" / "engine-dashboard.json"
 

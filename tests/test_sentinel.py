@@ -12,8 +12,8 @@ import pytest
 from engine import QueueManager
 from engine.connection import RedisSettings
 from engine.errors import ReplicationTimeout
-from engine.redis_server import RedisSentinel
 from tests.helpers import wait_for
+from tests.redis_servers import RedisSentinel
 
 pytestmark = pytest.mark.slow
 

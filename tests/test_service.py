@@ -20,8 +20,8 @@ from helpers import wait_for
 
 import engine.service as service
 from engine.api import AuthConfig
-from engine.redis_server import RedisServer, free_port
 from engine.service import ServiceOptions, resolve_redis
+from tests.redis_servers import RedisServer, free_port
 
 SLOW_PROCESSOR = """
 import asyncio

@@ -10,8 +10,8 @@ from redis.exceptions import AuthenticationError, ConnectionError, NoPermissionE
 
 from engine import QueueManager
 from engine.connection import RedisSettings, create_client
-from engine.redis_server import create_acl_user, make_tls_files
 from tests.helpers import wait_for
+from tests.redis_servers import create_acl_user, make_tls_files
 
 
 @pytest.fixture(scope="module")

@@ -22,7 +22,7 @@ from engine import (
     Worker,
     WorkerOptions,
 )
-from engine.redis_server import RedisServer
+from tests.redis_servers import RedisServer
 
 FAST = {"block_timeout_s": 0.5, "stalled_interval_ms": 200}
 

@@ -16,7 +16,7 @@ import pytest
 from helpers import wait_for
 
 from engine import Job, JobState, QueueManager
-from engine.redis_server import RedisServer
+from tests.redis_servers import RedisServer
 
 pytestmark = pytest.mark.slow
 

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from engine.redis_server import RedisServer
+from tests.redis_servers import RedisServer
 
 
 @pytest.fixture(scope="session")

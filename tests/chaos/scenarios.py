@@ -11,15 +11,15 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from engine.connection import RedisSettings
-from engine.redis_server import (
+from tests.chaos.harness import LEASE, Figures, Harness, now_ms
+from tests.helpers import crc16_slot
+from tests.redis_servers import (
     RedisCluster,
     RedisSentinel,
     RedisServer,
     migrate_slot,
     slot_owner,
 )
-from tests.chaos.harness import LEASE, Figures, Harness, now_ms
-from tests.helpers import crc16_slot
 from tests.tcp_proxy import ThreadedProxy
 
 TTL_S = LEASE["ttl_ms"] / 1000

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import pytest
 
-from engine.redis_server import RedisCluster
 from tests.chaos import scenarios as sc
 from tests.chaos.harness import assert_invariants
+from tests.redis_servers import RedisCluster
 
 pytestmark = [pytest.mark.chaos, pytest.mark.slow, pytest.mark.timeout(900)]
 S = sc.LONG
