@@ -128,6 +128,15 @@ class RedisSettings:
         return "single"
 
     @property
+    def resend_window_ms(self) -> int:
+        """How long after a script call a copy of it may still reach Redis: every attempt
+        redis-py makes (1 + ``retries``) may spend a connect and a socket timeout, and
+        Redis may run the first copy that long after it was sent. Twice that, at least
+        10 s: the lifetime of a call's reply record (``lua/include/request.lua``)."""
+        attempt_s = self.connect_timeout_s + self.socket_timeout_s
+        return max(10_000, int(2 * (self.retries + 1) * attempt_s * 1000))
+
+    @property
     def tls(self) -> bool:
         return urlsplit(self.url).scheme.startswith("rediss")
 
@@ -269,7 +278,7 @@ async def execute_acked(
         async with client.pipeline(transaction=False) as again:
             for i in retry:
                 script, keys, args = queued[i]
-                again.execute_command("EVAL", script.source, script.num_keys, *keys, *args)
+                again.execute_command("EVAL", script.source, len(keys), *keys, *args)
             _queue_wait(again, replicas, timeout_ms, key)
             second = list(await again.execute(raise_on_error=False))
         acked2 = second.pop()

@@ -7,6 +7,7 @@ a single slot and the engine runs unchanged on Redis Cluster.
 from __future__ import annotations
 
 import re
+import secrets
 from dataclasses import dataclass
 
 # Queue names become part of key names and URLs: keep them to a safe alphabet so a
@@ -123,6 +124,11 @@ class QueueKeys:
         """Prefix of job hashes; scripts append the id (same slot by construction)."""
         return self._k("job:")
 
+    def request(self, request_id: str) -> str:
+        """Reply record of one script call that a client may resend (lua/include/request.lua):
+        lives for the store's resend window."""
+        return self._k(f"req:{request_id}")
+
     def job(self, job_id: str) -> str:
         return self._k(f"job:{job_id}")
 
@@ -139,6 +145,11 @@ class QueueKeys:
     def watermark(self, name: str) -> str:
         """A processor-owned key (e.g. the demo sync watermark)."""
         return self._k(f"watermark:{name}")
+
+
+def new_request_id() -> str:
+    """A fresh id for one script call (96 random bits: unique without coordination)."""
+    return secrets.token_hex(12)
 
 
 def queues_registry(prefix: str) -> str:

@@ -43,7 +43,12 @@ class QueueManager:
         self.settings = settings or (RedisSettings(url=redis_url) if redis_url else RedisSettings())
         self.prefix = validate_prefix(prefix)
         self.client = create_client(self.settings)
-        self.store = Store(self.client, prefix=self.prefix, max_events=max_events)
+        self.store = Store(
+            self.client,
+            prefix=self.prefix,
+            max_events=max_events,
+            resend_window_ms=self.settings.resend_window_ms,
+        )
         self._queues: dict[str, Queue] = {}
         self._closers: list[Any] = []
         self._workers: list[Worker] = []

@@ -1,7 +1,10 @@
 """Load the Lua scripts in ``engine/lua/`` and call them with checked key counts.
 
-Each file is ``verb_object-N.lua`` where N is its number of KEYS; every call checks that
-it passes exactly N keys.
+Each file is ``verb_object-N.lua`` where N is its number of KEYS, or ``verb_object-N+.lua``
+for a script that takes N fixed keys followed by a variable tail (the hash of every job it
+touches, say); every call checks the count. Every key a script reads or writes is in its
+KEYS, so Redis (and a Cluster in the middle of a slot migration) refuses the call before
+its first write rather than half-way through (docs/ARCHITECTURE.md, "Scripts").
 
 Calls go out as EVALSHA; a script missing from the server (restart, failover, SCRIPT
 FLUSH) is re-sent with EVAL, which also caches it again. Inside a pipeline
@@ -19,11 +22,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from importlib.resources.abc import Traversable
-from typing import Any
+from typing import Any, NamedTuple
 
 from redis.exceptions import NoScriptError
 
-_FILENAME = re.compile(r"^(?P<name>[a-z_]+)-(?P<keys>\d+)\.lua$")
+_FILENAME = re.compile(r"^(?P<name>[a-z_]+)-(?P<keys>\d+)(?P<tail>\+?)\.lua$")
 # Where a pipeline remembers which of its commands were script calls (for NOSCRIPT retry).
 _QUEUED = "_engine_script_calls"
 _INCLUDE = re.compile(r"^-- @include ([a-z_]+)$", re.MULTILINE)
@@ -41,8 +44,16 @@ def _expand(source: str, includes: Traversable) -> str:
     return _INCLUDE.sub(splice, source)
 
 
-def _sources() -> dict[str, tuple[int, str]]:
-    found: dict[str, tuple[int, str]] = {}
+class ScriptSource(NamedTuple):
+    """One Lua file: its fixed key count, whether more keys may follow, its source."""
+
+    num_keys: int
+    variadic: bool
+    source: str
+
+
+def _sources() -> dict[str, ScriptSource]:
+    found: dict[str, ScriptSource] = {}
     lua = resources.files("engine").joinpath("lua")
     includes = lua.joinpath("include")
     for entry in lua.iterdir():
@@ -50,9 +61,9 @@ def _sources() -> dict[str, tuple[int, str]]:
             continue
         match = _FILENAME.match(entry.name)
         if not match:
-            raise RuntimeError(f"Lua file {entry.name!r} is not named verb_object-N.lua")
+            raise RuntimeError(f"Lua file {entry.name!r} is not named verb_object-N[+].lua")
         source = _expand(entry.read_text(encoding="utf-8"), includes)
-        found[match["name"]] = (int(match["keys"]), source)
+        found[match["name"]] = ScriptSource(int(match["keys"]), bool(match["tail"]), source)
     return found
 
 
@@ -72,6 +83,7 @@ class LuaScript:
     num_keys: int
     source: str
     client: Any
+    variadic: bool = False
     sha: str = field(init=False)
 
     def __post_init__(self) -> None:
@@ -80,23 +92,22 @@ class LuaScript:
     def __call__(
         self, keys: Sequence[str], args: Sequence[EncodableArg] = (), client: Any = None
     ) -> Any:
-        if len(keys) != self.num_keys:
-            raise ValueError(
-                f"script {self.name} takes {self.num_keys} keys, {len(keys)} were given"
-            )
+        if len(keys) != self.num_keys and not (self.variadic and len(keys) > self.num_keys):
+            wanted = f"more than {self.num_keys}" if self.variadic else str(self.num_keys)
+            raise ValueError(f"script {self.name} takes {wanted} keys, {len(keys)} were given")
         if client is None:
             return self._run(keys, args)
         queued: dict[int, tuple[LuaScript, Sequence[str], Sequence[EncodableArg]]]
         queued = client.__dict__.setdefault(_QUEUED, {})
         queued[len(client)] = (self, keys, args)
-        client.execute_command("EVALSHA", self.sha, self.num_keys, *keys, *args)
+        client.execute_command("EVALSHA", self.sha, len(keys), *keys, *args)
         return _queued()
 
     async def _run(self, keys: Sequence[str], args: Sequence[EncodableArg]) -> Any:
         try:
-            return await self.client.evalsha(self.sha, self.num_keys, *keys, *args)
+            return await self.client.evalsha(self.sha, len(keys), *keys, *args)
         except NoScriptError:
-            return await self.client.eval(self.source, self.num_keys, *keys, *args)
+            return await self.client.eval(self.source, len(keys), *keys, *args)
 
 
 async def execute(pipe: Any) -> list[Any]:
@@ -145,5 +156,5 @@ class Scripts:
         self.add_log = self._load("add_log")
 
     def _load(self, name: str) -> LuaScript:
-        num_keys, source = SOURCES[name]
-        return LuaScript(name, num_keys, source, self._client)
+        src = SOURCES[name]
+        return LuaScript(name, src.num_keys, src.source, self._client, src.variadic)

@@ -22,11 +22,13 @@ def test_every_lua_file_is_loaded_as_an_attribute_of_scripts(client):
 
 @pytest.mark.parametrize("name", sorted(SOURCES))
 def test_every_script_has_a_header_naming_each_key_and_returns(name):
-    num_keys, source = SOURCES[name]
+    num_keys, variadic, source = SOURCES[name]
     header = source.split("]]", 1)[0]
     assert header.startswith("--[[")
     declared = sorted(int(n) for n in re.findall(r"KEYS\[(\d+)\]", header))
     assert declared == list(range(1, num_keys + 1)), f"{name}: header KEYS vs file suffix"
+    if variadic:
+        assert re.search(rf"KEYS\[{num_keys + 1}\.\.\]", header), f"{name}: header names no tail"
     assert "ARGV[1]" in header or "ARGV" not in source
     assert "Returns" in header
     body = source.split("]]", 1)[1]
@@ -123,9 +125,9 @@ def test_crc16_slot_matches_redis_cluster_reference_values():
 
 
 def test_includes_are_spliced_in_so_redis_gets_whole_scripts():
-    assert not any(re.search(r"^-- @include", src, re.M) for _, src in SOURCES.values())
+    assert not any(re.search(r"^-- @include", src, re.M) for _, _, src in SOURCES.values())
     users = [
-        name for name, (_, source) in SOURCES.items() if "local function pushWaiting" in source
+        name for name, (_, _, source) in SOURCES.items() if "local function pushWaiting" in source
     ]
     assert sorted(users) == [
         "fail_job",
