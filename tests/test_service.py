@@ -353,3 +353,53 @@ async def test_unsafe_lease_timing_fails_the_startup_check_and_exits_1(
         assert await client.keys("svc:*") == []  # nothing registered, nothing fired
     finally:
         await client.aclose()
+
+
+def _fresh_env(secret: str) -> dict[str, str]:
+    """The environment of a newcomer's ``make run``: no REDIS_URL, no ENGINE_DATA_DIR. The
+    probed default address is a port nothing listens on, whatever this machine runs on 6379."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ENGINE_", "REDIS_"))}
+    env["ENGINE_JWT_SECRET"] = secret
+    env["ENGINE_REDIS_PROBE"] = f"127.0.0.1:{free_port()}"
+    return env
+
+
+async def test_make_run_default_path_starts_a_private_redis_under_the_relative_data_dir(
+    tmp_path: Path,
+) -> None:
+    # As `make run` runs it: the project's engine.toml in the working directory, the
+    # default relative ENGINE_DATA_DIR (var), nothing answering on the probed address.
+    (tmp_path / "engine.toml").write_text(
+        (Path(__file__).parent.parent / "engine.toml").read_text()
+    )
+    env = _fresh_env(secrets.token_hex(32))
+    async with aiohttp.ClientSession() as session, engine_process(tmp_path, env) as proc:
+
+        async def healthy() -> bool:
+            if proc.proc.returncode is not None:
+                raise AssertionError(f"engine exited early:\n{proc.log.read_text()}")
+            try:
+                status, body = await _get(session, proc.base + "/api/queues/health")
+            except aiohttp.ClientError:
+                return False
+            return status == 200 and "serpram-sync" in body["details"]
+
+        await wait_for(healthy, timeout_s=60)
+        assert (tmp_path / "var" / "redis" / "appendonlydir").is_dir()  # AOF in ./var/redis
+        proc.proc.send_signal(signal.SIGTERM)
+        assert await proc.wait_exit() == 0
+    assert "started a private redis-server" in proc.log.read_text()
+
+
+async def test_a_private_redis_that_fails_to_start_shows_its_log_not_a_traceback(
+    tmp_path: Path,
+) -> None:
+    # A file where redis-server wants its AOF directory: it logs why and exits.
+    (tmp_path / "var" / "redis").mkdir(parents=True)
+    (tmp_path / "var" / "redis" / "appendonlydir").write_text("")
+    env = _fresh_env(secrets.token_hex(32))
+    async with engine_process(tmp_path, env) as proc:
+        assert await proc.wait_exit() == 1
+    log = proc.log.read_text()
+    assert "Can't open or create append-only dir" in log
+    assert "Traceback" not in log and "FileNotFoundError" not in log
