@@ -6,6 +6,7 @@ import asyncio
 import os
 import secrets
 import signal
+import subprocess
 import sys
 import textwrap
 from collections.abc import AsyncIterator, Callable
@@ -244,7 +245,28 @@ async def test_refuses_to_start_without_a_jwt_key(tmp_path: Path) -> None:
     _, err = await asyncio.wait_for(proc.communicate(), 60)
     assert proc.returncode == 2
     assert b"export ENGINE_JWT_SECRET=" in err
-    assert b"python -m engine token --role admin" in err
+    assert b"-m engine token --role admin" in err
+
+
+def test_the_startup_hint_prints_a_token_command_that_works_outside_the_virtualenv() -> None:
+    root = Path(__file__).resolve().parent.parent
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ENGINE_", "REDIS_"))}
+    venv = sys.prefix
+    started = subprocess.run(
+        ["make", "-s", "-o", f"{venv}/.installed", "run", f"VENV={venv}"],
+        cwd=root, env=env, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert started.returncode != 0
+    [command] = [line.strip() for line in started.stderr.splitlines() if "engine token" in line]
+    # A new terminal: the virtualenv is not activated, only the system's PATH.
+    secret = secrets.token_hex(32)
+    shell = {"PATH": "/usr/bin:/bin", "ENGINE_JWT_SECRET": secret, "HOME": env.get("HOME", "/")}
+    minted = subprocess.run(
+        ["sh", "-c", command], cwd=root, env=shell, capture_output=True, text=True,
+        timeout=60, check=False,
+    )  # fmt: skip
+    assert minted.returncode == 0, (command, minted.stderr)
+    assert AuthConfig.hs256(secret).verify(minted.stdout.strip()).is_admin
 
 
 def test_private_redis_is_started_with_aof_and_owned_by_one_process(
