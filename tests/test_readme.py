@@ -103,3 +103,83 @@ def test_toml_block_is_a_valid_config(
     # the alerts block names its webhook by environment variable, as README says
     monkeypatch.setenv("ENGINE_ALERT_WEBHOOK", "https://alerts.example/hook")
     load_config(str(path), {})
+
+
+def sh_block(marker: str) -> str:
+    [body] = [b for b in blocks("sh") if marker in b]
+    return body
+
+
+async def test_the_walkthrough_runs_against_make_run(
+    tmp_path: Path, redis_factory: Callable[..., RedisServer]
+) -> None:
+    # Terminal 1 as written, up to `make run`: it prints the two secrets it exported.
+    terminal1 = sh_block("# terminal 1")
+    assert terminal1.rstrip().endswith("make run")
+    setup = terminal1.rstrip().removesuffix("make run")
+    first = await asyncio.create_subprocess_exec(
+        "bash", "-e", "-c", setup, stdout=asyncio.subprocess.PIPE
+    )
+    printed, _ = await asyncio.wait_for(first.communicate(), 30)
+    assert first.returncode == 0
+    secret, password = printed.decode().split()
+    # `make run` itself: the service with the shipped engine.toml, on a free port, with a
+    # private Redis (item 1's test covers the private redis-server make run starts).
+    port = free_port()
+    env = readme_env(tmp_path, redis_factory().url)
+    env.update({"ENGINE_JWT_SECRET": secret, "ENGINE_ADMIN_PASSWORD": password})
+    log = tmp_path / "service.log"
+    with log.open("wb") as out:
+        service = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "engine", "run", "--port", str(port),
+            cwd=tmp_path, env=env, stdout=out, stderr=out,
+        )  # fmt: skip
+    try:
+        async with aiohttp.ClientSession() as session:
+
+            async def up() -> bool:
+                assert service.returncode is None, log.read_text()
+                try:
+                    async with session.get(f"http://127.0.0.1:{port}/api/schedules") as resp:
+                        return resp.status == 401  # routes mounted, auth in place
+                except aiohttp.ClientError:
+                    return False
+
+            await wait_for(up, timeout_s=60)
+        # Terminal 2 as written; the values it says to paste come from the environment,
+        # the port is this test's, `.venv/bin/python` is this test's interpreter.
+        walk = sh_block("export TOKEN=")
+        lines = [line for line in walk.splitlines() if not re.fullmatch(r"export \w+=<.*>", line)]
+        script = (
+            "\n".join(lines)
+            .replace("http://127.0.0.1:3001", f"http://127.0.0.1:{port}")
+            .replace(".venv/bin/python", sys.executable)
+        )
+        shell_env = {**env, "ENGINE_JWT_SECRET": secret, "ENGINE_ADMIN_PASSWORD": password}
+        done = await asyncio.create_subprocess_exec(
+            "bash", "-e", "-c", script, cwd=ROOT, env=shell_env,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        out_b, err_b = await asyncio.wait_for(done.communicate(), 120)
+        out, err = out_b.decode(), err_b.decode()
+        assert done.returncode == 0, out + err
+        assert err == "", err
+        for expected in (
+            '"status":"',  # health
+            '"stats":{',
+            '"jobId":"',
+            '"schedules":[',
+            '"paused":true',
+            '"removed":',
+            '"by":"',  # the audit trail names the token's subject
+            "HTTP/1.1 401",
+            '"openapi":"3.1',
+            '"csrf":"',
+        ):
+            assert expected in out, (expected, out)
+        assert '"success":false,"error":"' in out  # the 403 and 404 refusals
+        assert secret not in log.read_text() and password not in log.read_text()
+    finally:
+        if service.returncode is None:
+            service.send_signal(signal.SIGTERM)
+            await asyncio.wait_for(service.wait(), 60)
