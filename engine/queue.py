@@ -10,17 +10,20 @@ import asyncio
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from .connection import execute_acked
-from .errors import JobNotFound, ReplicationTimeout, raise_for_code
+from .errors import InvalidJobState, JobNotFound, ReplicationTimeout, raise_for_code
 from .job import DEFAULT_JOB_NAME, Job, JobState
 from .keys import QueueKeys, validate_queue_name
 from .options import JobOptions
 from .scripts import LuaScript, execute
 from .store import Store
+
+if TYPE_CHECKING:
+    from .waiters import ResultWaiters
 
 logger = logging.getLogger("engine.queue")
 
@@ -110,6 +113,7 @@ class Queue:
         *,
         wait_replicas: int = 0,
         wait_timeout_ms: int = 1000,
+        waiters: ResultWaiters | None = None,
     ) -> None:
         self.name = validate_queue_name(name)
         self.store = store
@@ -118,6 +122,7 @@ class Queue:
         # Opt-in replica acknowledgement of adds (RedisSettings.wait_replicas).
         self.wait_replicas = wait_replicas
         self.wait_timeout_ms = wait_timeout_ms
+        self._waiters = waiters
         # Group commit of add(): the loop with an add on the wire, and the adds waiting.
         self._in_flight: asyncio.AbstractEventLoop | None = None
         self._gathering: list[tuple[_Prepared, asyncio.Future[tuple[str, bool, int]]]] = []
@@ -170,6 +175,7 @@ class Queue:
             opts=p.options,
             timestamp=now,
             state=JobState.DELAYED if p.options.delay else JobState.WAITING,
+            _waiter=self.wait_for,
         )
 
     async def _existing(self, job_id: str) -> Job:
@@ -248,6 +254,26 @@ class Queue:
         for (_, future), outcome in zip(batch, outcomes, strict=True):
             if not future.done():
                 future.set_result(outcome)
+
+    async def wait_for(self, job_id: str, timeout_s: float | None = None) -> Any:
+        """The return value of job ``job_id`` once it completes; see :meth:`Job.wait`."""
+        if self._waiters is None:
+            raise InvalidJobState("waiting for a result needs a queue created by a QueueManager")
+        return await self._waiters.wait(self, job_id, timeout_s)
+
+    async def add_and_wait(
+        self,
+        data: Any = None,
+        opts: Mapping[str, Any] | JobOptions | None = None,
+        *,
+        name: str | None = None,
+        timeout_s: float | None = None,
+    ) -> Any:
+        """Add a job and wait for its outcome (:meth:`Job.wait`): the handler's return
+        value, or ``JobFailed`` / ``WaitTimeout``. With a fixed ``job_id`` that exists,
+        waits for the existing job."""
+        job = await self.add(data, opts, name=name)
+        return await self.wait_for(job.id, timeout_s)
 
     async def add_bulk(self, jobs: Iterable[BulkJob | Mapping[str, Any]]) -> list[Job]:
         """Add many jobs in one pipelined round trip. Everything is validated before
@@ -437,7 +463,9 @@ class Queue:
         if not h:
             return None
         found = [s for (s, _), score in zip(zsets, scores, strict=True) if score is not None]
-        return Job.from_hash(self.name, job_id, h, found[0] if found else JobState.WAITING)
+        job = Job.from_hash(self.name, job_id, h, found[0] if found else JobState.WAITING)
+        job._waiter = self.wait_for
+        return job
 
     async def get_job_logs(self, job_id: str, start: int = 0, end: int = 99) -> list[str]:
         """Log lines a processor wrote with ``job.log``, oldest first."""
