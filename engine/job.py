@@ -35,7 +35,7 @@ def _json(value: str | None, default: Any = None) -> Any:
 
 
 class JobRuntime(Protocol):
-    """What a worker binds to a job it runs (see ``engine/worker.py``)."""
+    """What a worker binds to a job it runs (see ``engine/worker/attempt.py``)."""
 
     async def update_progress(self, progress: Any) -> None: ...
 
