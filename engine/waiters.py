@@ -38,7 +38,6 @@ class ResultWaiters:
         self._manager = manager
         self._feed: EventFeed | None = None
         self._pending: dict[tuple[str, str], list[asyncio.Future[Any]]] = {}
-        self._reads: set[asyncio.Task[None]] = set()
         self._to_check: list[tuple[Queue, str, asyncio.Future[Any]]] = []
         self._checker: asyncio.Task[None] | None = None
 
@@ -66,8 +65,7 @@ class ResultWaiters:
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._pending.setdefault(key, []).append(future)
         self._to_check.append((queue, key[1], future))
-        if self._checker is None or self._checker.done():
-            self._checker = asyncio.create_task(self._check_states())
+        self._schedule_check()
         try:
             async with asyncio.timeout(timeout_s):
                 return await future
@@ -81,6 +79,10 @@ class ResultWaiters:
                 waiting.remove(future)
             if not waiting:
                 self._pending.pop(key, None)
+
+    def _schedule_check(self) -> None:
+        if self._checker is None or self._checker.done():
+            self._checker = asyncio.create_task(self._check_states())
 
     async def _check_states(self) -> None:
         """Read the state of every job whose wait began since the last check: pipelined,
@@ -141,32 +143,19 @@ class ResultWaiters:
                 for future in futures:
                     _settle(future, value=value)
             else:
-                task = asyncio.create_task(self._read_result(key, list(futures)))
-                self._reads.add(task)
-                task.add_done_callback(self._reads.discard)
-
-    async def _read_result(self, key: tuple[str, str], futures: list[asyncio.Future[Any]]) -> None:
-        """The completed event carried no return value (a large one): read the job."""
-        try:
-            job = await self._manager.get_queue(key[0]).get_job(key[1])
-        except Exception as exc:  # the waiters see why, the feed goes on
-            for future in futures:
-                _settle(future, exc=exc)
-            return
-        for future in futures:
-            if job is None:
-                _settle(future, exc=JobNotFound(f"job {key[1]} was removed on completion"))
-            else:
-                _settle(future, value=job.return_value)
+                # No return value in the event: read it, batched with the state checks.
+                queue = self._manager.queues.get(key[0])
+                if queue is not None:
+                    self._to_check += [(queue, key[1], future) for future in futures]
+                    self._schedule_check()
 
     async def close(self) -> None:
         """Stop the feed; calls still waiting get ``WaitTimeout``-free cancellation."""
         for futures in list(self._pending.values()):
             for future in futures:
                 future.cancel()
-        for task in [*self._reads, self._checker]:
-            if task is not None:
-                task.cancel()
+        if self._checker is not None:
+            self._checker.cancel()
         if self._feed is not None:
             await self._feed.stop()
 
