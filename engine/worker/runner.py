@@ -1,0 +1,179 @@
+"""The handler runner: turns a claimed job into a running attempt and its outcome.
+
+One task per running job calls the handler (loop, thread or process pool, see
+``engine/pool.py``) under the job's ``timeout`` and appends a :class:`Finish` for the
+exchange to send. A handler's failure is the job's, never the worker's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import random
+import traceback
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from .. import tracing
+from ..errors import UnrecoverableError
+from ..job import DEFAULT_JOB_NAME, Job, JobState
+from ..options import JobOptions, Retention
+from ..pool import Handler, HandlerRunner
+from .attempt import Attempt, Finish
+
+if TYPE_CHECKING:
+    from .core import Worker
+
+logger = logging.getLogger("engine.worker")
+
+_MAX_STACK_CHARS = 8000
+
+
+def retention_args(r: Retention) -> tuple[int, int]:
+    return (-1 if r.count is None else r.count, -1 if r.age_s is None else r.age_s * 1000)
+
+
+class JobRunner:
+    """Starts attempts of claimed jobs and records how each one ended."""
+
+    def __init__(self, worker: Worker, handler: Handler) -> None:
+        self.worker = worker
+        o = worker.options
+        self.handlers = HandlerRunner(
+            handler,
+            threads=o.concurrency,
+            processes=(o.pool_size or min(o.concurrency, os.cpu_count() or 1))
+            if o.use_process_pool
+            else None,
+        )
+        self._opts_cache: dict[str, JobOptions] = {}
+
+    def _options(self, raw: str) -> JobOptions:
+        opts = self._opts_cache.get(raw)
+        if opts is None:
+            opts = JobOptions.from_json(orjson.loads(raw)) if raw else JobOptions()
+            if len(self._opts_cache) < 1024:
+                self._opts_cache[raw] = opts
+        return opts
+
+    def start(self, raw: list[Any], now_ms: int) -> None:
+        """Start one job of a claim reply (see move_to_active's Returns)."""
+        w = self.worker
+        job_id, token, name, data, opts, atm, ts, stc, prog = raw
+        job = Job(
+            id=job_id,
+            queue=w.queue_name,
+            name=name or DEFAULT_JOB_NAME,
+            data=orjson.loads(data),
+            opts=self._options(opts),
+            timestamp=int(ts),
+            attempts_made=int(atm),
+            stalled_count=int(stc),
+            progress=orjson.loads(prog) if prog else 0,
+            processed_on=now_ms,
+            state=JobState.ACTIVE,
+        )
+        attempt = Attempt(w, job, token)
+        job._runtime = attempt
+        w._attempts[(job_id, token)] = attempt
+        w._busy += 1
+        attempt.task = asyncio.create_task(self._run(attempt))
+        logger.info("Job %s active in queue %s", job_id, w.queue_name)
+
+    async def _run(self, attempt: Attempt) -> None:
+        w = self.worker
+        job = attempt.job
+        logger.info("Processing job %s of queue %s", job.id, w.queue_name)
+        try:
+            finish = await self._attempt(attempt)
+        except asyncio.CancelledError:
+            if attempt.released:
+                return  # close() hands it back
+            raise
+        finally:
+            w._busy -= 1
+            w._wake.set()
+        w._pending.append(finish)
+
+    async def _attempt(self, attempt: Attempt) -> Finish:
+        job = attempt.job
+        telemetry = job.opts.telemetry
+        with tracing.consuming(
+            job.queue,
+            job.id,
+            job.name,
+            job.attempts_made + 1,
+            None if telemetry is None else telemetry.metadata,
+        ) as span:
+            finish = await self._handle(attempt)
+            if span is not None and not finish.complete:
+                tracing.mark_failed(span, finish.reason)
+            return finish
+
+    async def _handle(self, attempt: Attempt) -> Finish:
+        job = attempt.job
+        timeout_ms = job.opts.timeout
+        try:
+            if timeout_ms is None:
+                result = await self.handlers(job)
+            else:
+                try:
+                    async with asyncio.timeout(timeout_ms / 1000) as scope:
+                        result = await self.handlers(job)
+                except TimeoutError:
+                    if not scope.expired():
+                        raise
+                    return self.fail(attempt, None, f"job timed out after {timeout_ms} ms")
+            rv = orjson.dumps(result).decode()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # the handler's failure is the job's, never the worker's
+            return self.fail(attempt, exc, str(exc) or type(exc).__name__)
+        keep, age_ms = retention_args(job.opts.remove_on_complete)
+        return Finish(attempt, True, [job.id, attempt.token, rv, keep, age_ms])
+
+    def fail(self, attempt: Attempt, exc: BaseException | None, reason: str) -> Finish:
+        w = self.worker
+        job = attempt.job
+        made = job.attempts_made + 1
+        final = isinstance(exc, UnrecoverableError) or made >= job.opts.attempts
+        delay = -1 if final else self._retry_delay(job, made, exc)
+        stack = ""
+        if exc is not None:
+            stack = "".join(traceback.format_exception(exc))[-_MAX_STACK_CHARS:]
+        keep, age_ms = retention_args(job.opts.remove_on_fail)
+        args: list[str | int] = [
+            w.keys.job_prefix,
+            job.id,
+            attempt.token,
+            reason,
+            stack,
+            w.options.max_stack_traces,
+            delay,
+            keep,
+            age_ms,
+            w.store.max_events,
+            w.options.retention_batch,
+        ]
+        return Finish(attempt, False, args, delay, reason)
+
+    def _retry_delay(self, job: Job, attempts_made: int, exc: BaseException | None) -> int:
+        backoff = job.opts.backoff
+        if backoff is None:
+            return 0
+        strategy = self.worker.options.backoff_strategy
+        if backoff.type == "custom" and strategy is not None:
+            error: BaseException = exc if exc is not None else TimeoutError("job timed out")
+            try:
+                return max(int(strategy(attempts_made, error, job)), 0)
+            except Exception:
+                logger.exception(
+                    "backoff_strategy failed for job %s; using %d ms", job.id, backoff.delay
+                )
+                return backoff.delay
+        return backoff.delay_for(attempts_made, random.random())
+
+    def shutdown(self) -> None:
+        self.handlers.shutdown()
