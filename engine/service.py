@@ -33,6 +33,7 @@ from .alerts import setup_alerts
 from .api import ApiSettings, AuthConfig, RunTarget, create_app
 from .api.auth import AuthNotConfigured
 from .api.dashboard import setup_dashboard
+from .api.server import EdgeRunner, HttpLimits
 from .config import EngineConfig, ScheduleConfig, load_config
 from .connection import RedisSettings
 from .errors import ScheduleNotFound, StartupCheckError
@@ -278,6 +279,7 @@ async def serve(options: ServiceOptions, env: Mapping[str, str] | None = None) -
     try:
         config = load_config(options.config_path, env)
         auth = AuthConfig.from_env(env) if options.api else None
+        limits = HttpLimits.from_env(env)
     except AuthNotConfigured as exc:
         print(str(exc), file=sys.stderr)
         return 2
@@ -314,7 +316,7 @@ async def serve(options: ServiceOptions, env: Mapping[str, str] | None = None) -
             setup_metrics(app, manager)
             setup_alerts(app, manager, config.alerts)
             setup_dashboard(app, manager, env=env, auth=auth)
-            runner = web.AppRunner(app, access_log=None, shutdown_timeout=5.0)
+            runner = EdgeRunner(app, limits, access_log=None, shutdown_timeout=5.0)
             await runner.setup()
             site = web.TCPSite(runner, options.host, options.port)
             await site.start()
