@@ -425,3 +425,22 @@ async def test_a_private_redis_that_fails_to_start_shows_its_log_not_a_traceback
     log = proc.log.read_text()
     assert "Can't open or create append-only dir" in log
     assert "Traceback" not in log and "FileNotFoundError" not in log
+
+
+async def test_the_service_serves_through_the_edge_runner_with_its_limits(
+    tmp_path: Path, redis_factory: Callable[..., RedisServer]
+) -> None:
+    env = _env(tmp_path, redis_factory().url, secrets.token_hex(32))
+    env.update({"ENGINE_HTTP_HEADER_TIMEOUT_S": "0.5", "ENGINE_HTTP_KEEPALIVE_S": "600"})
+    async with aiohttp.ClientSession() as session, engine_process(tmp_path, env) as proc:
+        await wait_for(lambda: _healthy(session, proc), timeout_s=30)
+        reader, writer = await asyncio.open_connection("127.0.0.1", proc.port)
+        writer.write(b"GET /api/queues/health HTTP/1.1\r\n")  # and never the rest
+        assert await asyncio.wait_for(reader.read(), 30) == b""  # closed by the server
+        writer.close()
+        proc.proc.send_signal(signal.SIGTERM)
+        assert await proc.wait_exit() == 0
+    env["ENGINE_HTTP_MAX_CONNECTIONS"] = "none"
+    async with engine_process(tmp_path, env) as proc:
+        assert await proc.wait_exit() == 2
+    assert "ENGINE_HTTP_MAX_CONNECTIONS" in proc.log.read_text()
