@@ -44,6 +44,9 @@ from ...metrics import Event
 from ...queue import Queue
 from ...scheduler import get_schedule_state, run_schedule_now
 from ..auth import AuthConfig, AuthFailed, Principal
+from ..errors import ApiError, error_response
+from ..handlers.queues import MAX_GRACE_MS
+from ..payload import body_int, duplicate_query_param, json_body
 
 logger = logging.getLogger("engine.dashboard")
 
@@ -210,8 +213,8 @@ def _reply(body: Any, status: int = 200) -> web.Response:
     )  # fmt: skip
 
 
-def _error(status: int, message: str) -> web.Response:
-    return _reply({"success": False, "error": message}, status)
+def _error(status: int, message: str, field: str | None = None) -> web.Response:
+    return error_response(status, message, field, {"Cache-Control": "no-store"})
 
 
 def protected(handler: Any) -> Any:
@@ -228,17 +231,28 @@ async def _guarded(request: web.Request, handler: Any) -> web.StreamResponse:
     if principal is None:
         return _challenge()
     request[PRINCIPAL] = principal
+    try:
+        response = await _checked(request, handler, principal)
+    except ApiError as exc:  # the message and the field reach the page
+        response = _error(exc.status, exc.message, exc.field)
+    for name, value in _SECURITY_HEADERS.items():
+        response.headers.setdefault(name, value)
+    return response
+
+
+async def _checked(request: web.Request, handler: Any, principal: Principal) -> web.StreamResponse:
+    twice = duplicate_query_param(request)
+    if twice is not None:
+        raise ApiError(400, f"query parameter {twice!r} given more than once", field=twice)
     if request.method not in ("GET", "HEAD"):
         if not principal.is_admin:
-            return _error(403, "admin role required")
+            raise ApiError(403, "admin role required")
         token = request.headers.get("X-CSRF-Token", "")
         expected = request.app[CONFIG].csrf_token(principal.subject)
         if not _same_origin(request) or not hmac.compare_digest(token, expected):
             logger.warning("Dashboard: cross-site or tokenless %s refused", request.method)
-            return _error(403, "cross-site request refused (missing or wrong CSRF token)")
+            raise ApiError(403, "cross-site request refused (missing or wrong CSRF token)")
     response: web.StreamResponse = await handler(request)
-    for name, value in _SECURITY_HEADERS.items():
-        response.headers.setdefault(name, value)
     return response
 
 
@@ -269,13 +283,13 @@ def _queue(request: web.Request) -> Queue:
         validate_queue_name(name)
         return request.app[MANAGER].get_queue(name)
     except (ValueError, LookupError):
-        raise web.HTTPNotFound(text="queue not found") from None
+        raise ApiError(404, "queue not found") from None
 
 
 def _job_id(request: web.Request) -> str:
     job_id = request.match_info["job_id"]
     if not job_id or len(job_id) > MAX_JOB_ID_LEN or any(c in job_id for c in "{}\x00"):
-        raise web.HTTPBadRequest(text="invalid job id")
+        raise ApiError(400, "invalid job id", field="job_id")
     return job_id
 
 
@@ -284,7 +298,7 @@ def _int_query(request: web.Request, name: str, default: int, hi: int) -> int:
     if not raw:
         return default
     if not raw.isascii() or not raw.isdigit() or len(raw) > 9:
-        raise web.HTTPBadRequest(text=f"{name} must be a non-negative integer")
+        raise ApiError(400, f"{name} must be a non-negative integer", field=name)
     return min(int(raw), hi)
 
 
@@ -297,7 +311,7 @@ async def static(request: web.Request) -> web.StreamResponse:
     name = request.match_info["file"]
     content_type = _STATIC.get(name)
     if content_type is None:
-        raise web.HTTPNotFound(text="not found")
+        raise ApiError(404, "not found")
     body = resources.files(__package__).joinpath(f"static/{name}").read_bytes()
     return web.Response(body=body, content_type=content_type, charset="utf-8")
 
@@ -322,7 +336,8 @@ async def jobs(request: web.Request) -> web.Response:
     try:
         state = JobState(request.query.get("state", "waiting"))
     except ValueError:
-        raise web.HTTPBadRequest(text="unknown state") from None
+        allowed = ", ".join(s.value for s in JobState)
+        raise ApiError(400, f"state must be one of {allowed}", field="state") from None
     size = max(1, _int_query(request, "size", PAGE_SIZE, MAX_PAGE_SIZE))
     page = _int_query(request, "page", 0, 10**6)
     start = page * size
@@ -357,7 +372,7 @@ async def job(request: web.Request) -> web.Response:
     queue, job_id = _queue(request), _job_id(request)
     found = await queue.get_job(job_id)
     if found is None:
-        raise web.HTTPNotFound(text="job not found")
+        raise ApiError(404, "job not found")
     logs = await queue.get_job_logs(job_id)
     entries = await queue.store.client.xrevrange(queue.keys.events, count=TIMELINE_SCAN)
     timeline = [
@@ -445,27 +460,16 @@ def _actor(request: web.Request) -> str:
     return request[PRINCIPAL].subject
 
 
-async def _body(request: web.Request) -> dict[str, Any]:
-    raw = await request.read()
-    if not raw.strip():
-        return {}
-    try:
-        body = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        raise web.HTTPBadRequest(text="body is not JSON") from None
-    if not isinstance(body, dict):
-        raise web.HTTPBadRequest(text="body must be a JSON object")
-    return body
-
-
 async def pause(request: web.Request) -> web.Response:
     queue = _queue(request)
+    await json_body(request, frozenset())
     await queue.pause(_actor(request))
     return _reply({"success": True, "queue": queue.name, "paused": True})
 
 
 async def resume(request: web.Request) -> web.Response:
     queue = _queue(request)
+    await json_body(request, frozenset())
     await queue.resume(_actor(request))
     return _reply({"success": True, "queue": queue.name, "paused": False})
 
@@ -474,10 +478,9 @@ async def clean(request: web.Request) -> web.Response:
     queue = _queue(request)
     state = request.match_info["state"]
     if state not in ("completed", "failed"):
-        raise web.HTTPNotFound(text="only completed or failed jobs can be cleaned")
-    grace = (await _body(request)).get("graceMs", 0)
-    if isinstance(grace, bool) or not isinstance(grace, int) or not 0 <= grace <= 10**13:
-        raise web.HTTPBadRequest(text="graceMs must be a non-negative integer")
+        raise ApiError(404, "only completed or failed jobs can be cleaned")
+    body = await json_body(request, frozenset({"graceMs"}))
+    grace = body_int(body, "graceMs", 0, MAX_GRACE_MS)
     removed = await queue.clean(state, grace, _actor(request))
     return _reply({"success": True, "queue": queue.name, "removed": removed})
 
@@ -488,7 +491,8 @@ async def job_action(request: web.Request) -> web.Response:
     methods = {"retry": queue.retry_job, "promote": queue.promote_job, "remove": queue.remove_job}
     method = methods.get(action)
     if method is None:
-        raise web.HTTPNotFound(text="unknown action")
+        raise ApiError(404, "unknown action")
+    await json_body(request, frozenset())
     try:
         await method(job_id, _actor(request))
     except JobNotFound:
@@ -502,6 +506,7 @@ async def run_schedule(request: web.Request) -> web.Response:
     queue = _queue(request)
     name = request.match_info["schedule"]
     actor = _actor(request)
+    await json_body(request, frozenset())
     target = request.app[RUNNERS].get(name)
     try:
         if target is not None and target.queue == queue.name:
