@@ -179,8 +179,9 @@ OPERATIONS: dict[str, tuple[str, list[dict[str, Any]], dict[str, Any] | None, di
             {
                 "name": "end",
                 "in": "query",
-                "description": f"inclusive, >= start; at most {MAX_PAGE} jobs per page "
-                "(end - start < 1000), else 400",
+                "description": f"inclusive (default start + 9); at most {MAX_PAGE} jobs per "
+                f"page: a wider range stops at start + {MAX_PAGE - 1} (the reply's `end` says "
+                "where), a range ending before start is empty",
                 "schema": {**_INT, "maximum": 10**9},
             },
         ],
