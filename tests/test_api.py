@@ -151,7 +151,17 @@ async def test_clean_completed_and_failed_with_grace_period(
     _, stats, _ = await api.call("GET", "/api/queues/serpram-sync/stats")
     assert stats["stats"]["completed"] == 0 and stats["stats"]["failed"] == 0
     _, ev, _ = await api.call("GET", "/api/queues/serpram-sync/events")
-    assert any(e["event"] == "cleaned" and e.get("by") == "tester" for e in ev["events"])
+    cleaned = [e for e in ev["events"] if e["event"] == "cleaned" and e.get("by") == "tester"]
+    assert cleaned and {e["count"] for e in cleaned} == {3, 2}  # numbers, not strings
+    assert all(isinstance(e["ts"], int) for e in ev["events"])
+
+
+async def test_event_numbers_are_typed(api: Api) -> None:
+    await api.manager.add_job("serpram-sync", {}, {"delay": 60_000})
+    _, ev, _ = await api.call("GET", "/api/queues/serpram-sync/events?count=5")
+    [delayed] = [e for e in ev["events"] if e["event"] == "delayed"]
+    assert isinstance(delayed["ts"], int) and delayed["delay"] == 60_000
+    assert isinstance(delayed["jobId"], str) and isinstance(delayed["id"], str)
 
 
 async def test_retry_promote_remove_a_job(api: Api, client: aioredis.Redis, prefix: str) -> None:

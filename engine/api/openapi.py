@@ -8,6 +8,7 @@ from typing import Any
 from ..job import JobState
 from ..queue import MAX_PAGE
 from .guard import ADMIN, PUBLIC
+from .payload import NUMERIC_EVENT_FIELDS
 from .routes import ROUTES, Route
 
 _TS = {"type": "string", "format": "date-time", "example": "2025-11-17T23:45:00.000Z"}
@@ -221,9 +222,10 @@ OPERATIONS: dict[str, tuple[str, list[dict[str, Any]], dict[str, Any] | None, di
                         "type": "object",
                         "properties": {
                             "id": {"type": "string"},
-                            "ts": {"type": "string"},
                             "event": {"type": "string"},
+                            **{name: {"type": "integer"} for name in sorted(NUMERIC_EVENT_FIELDS)},
                         },
+                        "required": ["id", "ts", "event"],
                         "additionalProperties": {"type": "string"},
                     },
                 },

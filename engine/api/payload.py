@@ -38,6 +38,23 @@ def ok(**fields: Any) -> web.Response:
     return reply({"success": True, **fields, "timestamp": timestamp()})
 
 
+# Event fields that are numbers (Redis stream values are all strings): ms times, counts,
+# attempts, the lease epoch.
+NUMERIC_EVENT_FIELDS = frozenset(
+    {"ts", "duration", "count", "delay", "tick", "next", "due", "epoch", "attemptsMade"}
+)
+
+
+def typed_event(fields: Mapping[str, Any]) -> dict[str, Any]:
+    """An events-stream entry with its numeric fields as integers, as everywhere else."""
+    out: dict[str, Any] = dict(fields)
+    for name in NUMERIC_EVENT_FIELDS.intersection(out):
+        value = out[name]
+        if isinstance(value, str) and value.lstrip("-").isdigit():
+            out[name] = int(value)
+    return out
+
+
 def duplicate_query_param(request: web.Request) -> str | None:
     """The first query parameter given more than once (``?state=a&state=b``), if any:
     which copy wins differs between proxies and frameworks, so none is chosen."""

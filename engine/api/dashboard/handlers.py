@@ -46,7 +46,7 @@ from ...scheduler import get_schedule_state, run_schedule_now
 from ..auth import AuthConfig, AuthFailed, Principal
 from ..errors import ApiError, error_response
 from ..handlers.queues import MAX_GRACE_MS
-from ..payload import body_int, duplicate_query_param, json_body
+from ..payload import body_int, duplicate_query_param, json_body, typed_event
 
 logger = logging.getLogger("engine.dashboard")
 
@@ -376,7 +376,7 @@ async def job(request: web.Request) -> web.Response:
     logs = await queue.get_job_logs(job_id)
     entries = await queue.store.client.xrevrange(queue.keys.events, count=TIMELINE_SCAN)
     timeline = [
-        {"ts": int(eid.split("-")[0]), **fields}
+        typed_event({"ts": eid.split("-")[0], **fields})
         for eid, fields in reversed(entries)
         if fields.get("jobId") == job_id
     ]
@@ -414,9 +414,8 @@ async def audit(request: web.Request) -> web.Response:
         for q, entries in zip(queues, streams, strict=True):
             for eid, fields in entries:
                 if fields.get("event") in AUDITED and fields.get("by"):
-                    rows.append(
-                        {"id": eid, "ts": int(eid.split("-")[0]), "queue": q.name, **fields}
-                    )
+                    row = {"id": eid, "ts": eid.split("-")[0], "queue": q.name, **fields}
+                    rows.append(typed_event(row))
     rows.sort(key=lambda r: r["ts"], reverse=True)
     return _reply({"entries": rows[:limit]})
 

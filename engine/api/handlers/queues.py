@@ -7,7 +7,7 @@ from aiohttp import web
 from ...job import JobState
 from ...queue import MAX_PAGE
 from ..errors import ApiError
-from ..payload import body_int, json_body, ok, query_int
+from ..payload import body_int, json_body, ok, query_int, typed_event
 from ..state import MANAGER
 from .common import actor_of, queue_of
 
@@ -100,4 +100,4 @@ async def events(request: web.Request) -> web.Response:
     count = query_int(request, "count", DEFAULT_EVENTS, MAX_PAGE)
     if count < 1:
         raise ApiError(400, "count must be at least 1", field="count")
-    return ok(queue=queue.name, events=await queue.events(count))
+    return ok(queue=queue.name, events=[typed_event(e) for e in await queue.events(count)])
