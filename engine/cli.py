@@ -43,6 +43,9 @@ def _parser() -> argparse.ArgumentParser:
         help="seconds running jobs get to finish on SIGTERM (ENGINE_SHUTDOWN_TIMEOUT_S, 30)",
     )
     run.add_argument("--log-level", help="ENGINE_LOG_LEVEL, default INFO")
+    run.add_argument(
+        "--log-format", choices=("text", "json"), help="ENGINE_LOG_FORMAT, default text"
+    )
 
     stats = sub.add_parser("stats", help="job counts of every queue, or of one")
     stats.add_argument("queue", nargs="?")
@@ -230,10 +233,13 @@ def _token(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "run":
-        from .service import ServiceOptions, configure_logging, run
+        from .logs import LogSettings, configure_logging
+        from .service import ServiceOptions, run
 
-        configure_logging(args.log_level)
         try:
+            configure_logging(
+                LogSettings.from_env(level=args.log_level, log_format=args.log_format)
+            )
             options = ServiceOptions.from_env(
                 host=args.host,
                 port=args.port,

@@ -347,32 +347,6 @@ async def serve(options: ServiceOptions, env: Mapping[str, str] | None = None) -
     return exit_code
 
 
-class OneLineErrors(logging.Filter):
-    """Drop tracebacks from log records (they can carry job data, URLs or tokens) and keep
-    the exception's type; ``ENGINE_LOG_LEVEL=DEBUG`` keeps them for debugging."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if record.exc_info and record.exc_info[1] is not None:
-            name = type(record.exc_info[1]).__name__
-            record.msg = f"{record.getMessage()} ({name})"
-            record.args = ()
-            record.exc_info = None
-            record.exc_text = None
-        return True
-
-
-def configure_logging(level: str | None = None) -> None:
-    chosen = (level or os.environ.get("ENGINE_LOG_LEVEL") or "INFO").upper()
-    logging.basicConfig(
-        level=chosen,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    if chosen != "DEBUG":
-        for handler in logging.getLogger().handlers:
-            handler.addFilter(OneLineErrors())
-
-
 def run(options: ServiceOptions) -> int:
     return asyncio.run(serve(options))
 

@@ -309,21 +309,6 @@ def test_service_options_from_env_and_flags() -> None:
         ServiceOptions(port=70000)
 
 
-def test_service_logs_carry_no_tracebacks() -> None:
-    import logging
-
-    record = logging.LogRecord(
-        "aiohttp.server", logging.ERROR, __file__, 1, "Error %s", ("x",), None
-    )
-    try:
-        raise ValueError("secret detail")
-    except ValueError:
-        record.exc_info = sys.exc_info()
-    assert service.OneLineErrors().filter(record)
-    assert record.exc_info is None
-    assert record.getMessage() == "Error x (ValueError)"
-
-
 async def test_redis_down_at_startup_gives_503_then_recovers(
     tmp_path: Path, redis_factory: Callable[..., RedisServer]
 ) -> None:
