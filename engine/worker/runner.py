@@ -17,7 +17,15 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from ..errors import UnrecoverableError
-from ..job import DEFAULT_JOB_NAME, Job, JobState
+from ..job import (
+    DEFAULT_JOB_NAME,
+    Job,
+    JobState,
+    UnreadableJob,
+    read_field,
+    read_int,
+    read_options,
+)
 from ..options import JobOptions, Retention
 from ..pool import Handler, HandlerRunner
 from .attempt import Attempt, Finish
@@ -52,34 +60,61 @@ class JobRunner:
     def _options(self, raw: str) -> JobOptions:
         opts = self._opts_cache.get(raw)
         if opts is None:
-            opts = JobOptions.from_json(orjson.loads(raw)) if raw else JobOptions()
+            opts = read_options(raw)
             if len(self._opts_cache) < 1024:
                 self._opts_cache[raw] = opts
         return opts
 
-    def start(self, raw: list[Any], now_ms: int) -> None:
-        """Start one job of a claim reply (see move_to_active's Returns)."""
-        w = self.worker
-        job_id, token, name, data, opts, atm, ts, stc, prog = raw
-        job = Job(
+    def _job(self, raw: list[Any], now_ms: int) -> Job:
+        job_id, _token, name, data, opts, atm, ts, stc, prog = raw
+        return Job(
             id=job_id,
-            queue=w.queue_name,
+            queue=self.worker.queue_name,
             name=name or DEFAULT_JOB_NAME,
-            data=orjson.loads(data),
+            data=read_field("data", data),
             opts=self._options(opts),
-            timestamp=int(ts),
-            attempts_made=int(atm),
-            stalled_count=int(stc),
-            progress=orjson.loads(prog) if prog else 0,
+            timestamp=read_int("ts", ts),
+            attempts_made=read_int("atm", atm),
+            stalled_count=read_int("stc", stc),
+            progress=read_field("prog", prog, 0),
             processed_on=now_ms,
             state=JobState.ACTIVE,
         )
+
+    def start(self, raw: list[Any], now_ms: int) -> None:
+        """Start one job of a claim reply (see move_to_active's Returns). A job whose
+        stored fields cannot be read fails alone, for good, without running."""
+        w = self.worker
+        job_id, token = raw[0], raw[1]
+        try:
+            job = self._job(raw, now_ms)
+        except UnreadableJob as exc:
+            self._poisoned(job_id, token, exc, now_ms)
+            return
         attempt = Attempt(w, job, token)
         job._runtime = attempt
         w._attempts[(job_id, token)] = attempt
         w._busy += 1
         attempt.task = asyncio.create_task(self._run(attempt))
         logger.info("Job %s active in queue %s", job_id, w.queue_name)
+
+    def _poisoned(self, job_id: str, token: str, exc: UnreadableJob, now_ms: int) -> None:
+        w = self.worker
+        logger.error("Job %s of queue %s cannot run: %s; failing it", job_id, w.queue_name, exc)
+        job = Job(
+            id=job_id,
+            queue=w.queue_name,
+            name=DEFAULT_JOB_NAME,
+            data=None,
+            opts=JobOptions(),
+            timestamp=0,
+            processed_on=now_ms,
+            state=JobState.ACTIVE,
+        )
+        attempt = Attempt(w, job, token)
+        w._attempts[(job_id, token)] = attempt
+        w._pending.append(self.fail(attempt, UnrecoverableError(str(exc)), str(exc), stack=False))
+        w._wake.set()
 
     async def _run(self, attempt: Attempt) -> None:
         w = self.worker
@@ -118,22 +153,24 @@ class JobRunner:
         keep, age_ms = retention_args(job.opts.remove_on_complete)
         return Finish(attempt, True, [job.id, attempt.token, rv, keep, age_ms])
 
-    def fail(self, attempt: Attempt, exc: BaseException | None, reason: str) -> Finish:
+    def fail(
+        self, attempt: Attempt, exc: BaseException | None, reason: str, *, stack: bool = True
+    ) -> Finish:
         w = self.worker
         job = attempt.job
         made = job.attempts_made + 1
         final = isinstance(exc, UnrecoverableError) or made >= job.opts.attempts
         delay = -1 if final else self._retry_delay(job, made, exc)
-        stack = ""
-        if exc is not None:
-            stack = "".join(traceback.format_exception(exc))[-_MAX_STACK_CHARS:]
+        trace = ""
+        if exc is not None and stack:
+            trace = "".join(traceback.format_exception(exc))[-_MAX_STACK_CHARS:]
         keep, age_ms = retention_args(job.opts.remove_on_fail)
         args: list[str | int] = [
             w.keys.job_prefix,
             job.id,
             attempt.token,
             reason,
-            stack,
+            trace,
             w.options.max_stack_traces,
             delay,
             keep,
