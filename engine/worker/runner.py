@@ -27,7 +27,7 @@ from ..job import (
     read_options,
 )
 from ..options import JobOptions, Retention
-from ..pool import Handler, HandlerRunner
+from ..pool import Handler, HandlerCall, HandlerRunner
 from .attempt import Attempt, Finish
 
 if TYPE_CHECKING:
@@ -36,6 +36,14 @@ if TYPE_CHECKING:
 logger = logging.getLogger("engine.worker")
 
 _MAX_STACK_CHARS = 8000
+# A failed reason is stored in the job and copied into its events: capped like the trace.
+MAX_REASON_CHARS = 2000
+
+
+def cap_reason(reason: str) -> str:
+    if len(reason) <= MAX_REASON_CHARS:
+        return reason
+    return reason[: MAX_REASON_CHARS - 20] + f"... ({len(reason)} chars)"
 
 
 def retention_args(r: Retention) -> tuple[int, int]:
@@ -120,33 +128,79 @@ class JobRunner:
         w = self.worker
         job = attempt.job
         logger.info("Processing job %s of queue %s", job.id, w.queue_name)
+        call: list[HandlerCall] = []
         try:
-            finish = await self._attempt(attempt)
+            finish = await self._attempt(attempt, call)
         except asyncio.CancelledError:
             if attempt.released:
                 return  # close() hands it back
             raise
         finally:
-            w._busy -= 1
-            w._wake.set()
+            if call and call[0].running:
+                # A thread (or child, or a coroutine that ignores its cancellation) runs
+                # on: its slot stays taken until it really ends, so the worker never claims
+                # a job it has no thread for.
+                self._hold_slot(job, call[0])
+            else:
+                self._slot_freed(job, late=False)
         w._pending.append(finish)
 
-    async def _attempt(self, attempt: Attempt) -> Finish:
+    def _hold_slot(self, job: Job, call: HandlerCall) -> None:
+        late = self.handlers.kind != "coroutine"
+        call.on_end(lambda: self._slot_freed(job, late=late))
+        if not late:
+            # A cancelled coroutine normally ends at its next await: say so only if not.
+            def check() -> None:
+                if call.running:
+                    logger.warning(
+                        "Handler of job %s of queue %s ignores its cancellation and is still "
+                        "running; its slot stays taken until it returns",
+                        job.id,
+                        self.worker.queue_name,
+                    )
+
+            asyncio.get_running_loop().call_later(1.0, check)
+
+    def _slot_freed(self, job: Job, *, late: bool) -> None:
+        w = self.worker
+        w._busy -= 1
+        w._wake.set()
+        if late:
+            logger.warning(
+                "Handler of job %s of queue %s returned after its attempt was over; slot freed",
+                job.id,
+                w.queue_name,
+            )
+
+    async def _attempt(self, attempt: Attempt, holder: list[HandlerCall]) -> Finish:
         job = attempt.job
         timeout_ms = job.opts.timeout
+        call: HandlerCall | None = None
         try:
-            if timeout_ms is None:
-                result = await self.handlers(job)
-            else:
-                try:
-                    async with asyncio.timeout(timeout_ms / 1000) as scope:
-                        result = await self.handlers(job)
-                except TimeoutError:
-                    if not scope.expired():
-                        raise
-                    return self.fail(attempt, None, f"job timed out after {timeout_ms} ms")
+            call = self.handlers.call(job)
+            holder.append(call)
+            # The timeout counts from the handler's real start (a thread may wait for one).
+            await call.started.wait()
+            done, _ = await asyncio.wait(
+                {call.outcome}, timeout=None if timeout_ms is None else timeout_ms / 1000
+            )
+            if not done:
+                call.outcome.cancel()
+                if call.running and self.handlers.kind != "coroutine":
+                    logger.warning(
+                        "Job %s of queue %s timed out after %d ms; its handler %s is still "
+                        "running and keeps its slot until it returns",
+                        job.id,
+                        self.worker.queue_name,
+                        timeout_ms,
+                        self.handlers.kind,
+                    )
+                return self.fail(attempt, None, f"job timed out after {timeout_ms} ms")
+            result = call.outcome.result()
             rv = orjson.dumps(result).decode()
         except asyncio.CancelledError:
+            if call is not None:
+                call.outcome.cancel()
             raise
         except Exception as exc:  # the handler's failure is the job's, never the worker's
             return self.fail(attempt, exc, str(exc) or type(exc).__name__)
@@ -164,6 +218,7 @@ class JobRunner:
         trace = ""
         if exc is not None and stack:
             trace = "".join(traceback.format_exception(exc))[-_MAX_STACK_CHARS:]
+        reason = cap_reason(reason)
         keep, age_ms = retention_args(job.opts.remove_on_fail)
         args: list[str | int] = [
             w.keys.job_prefix,
