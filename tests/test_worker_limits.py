@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 from helpers import wait_for
 
 from engine import Job, JobState, QueueManager
