@@ -183,12 +183,12 @@ class JobRunner:
             job.attempts_made + 1,
             None if telemetry is None else telemetry.metadata,
         ) as span:
-            finish = await self._handle(attempt)
+            finish = await self._handle(attempt, holder)
             if span is not None and not finish.complete:
                 tracing.mark_failed(span, finish.reason)
             return finish
 
-    async def _handle(self, attempt: Attempt) -> Finish:
+    async def _handle(self, attempt: Attempt, holder: list[HandlerCall]) -> Finish:
         job = attempt.job
         timeout_ms = job.opts.timeout
         call: HandlerCall | None = None
