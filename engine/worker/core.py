@@ -86,6 +86,10 @@ class Worker:
         """Handlers running now."""
         return self._busy
 
+    def handling(self) -> bool:
+        """Whether an attempt is still running (its outcome not yet known)."""
+        return any(a.task is not None and not a.task.done() for a in self._attempts.values())
+
     def status(self) -> dict[str, Any]:
         """A read-only snapshot for health checks and metrics: running handlers, pending
         finishes, and per internal task its restarts and last unexpected error."""

@@ -126,7 +126,7 @@ class Exchange:
         w = self.worker
         while True:
             w._wake.clear()
-            if w._closing and not w._pending and w._busy == 0 and not self._inflight:
+            if w._closing and not w._pending and not self._inflight and not w.handling():
                 return
             backoff_s = self._backoff_until - time.monotonic()
             if len(self._inflight) < self._depth and backoff_s <= 0:
