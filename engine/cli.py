@@ -71,9 +71,16 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("schedules", help="declared schedules, next fire times and state")
 
     token = sub.add_parser("token", help="mint a development JWT from ENGINE_JWT_SECRET")
-    token.add_argument("--role", default="admin")
+    token.add_argument(
+        "--role", required=True, help="the token's role: admin (may mutate) or e.g. viewer"
+    )
     token.add_argument("--sub", default=None, help="subject (default: your user name)")
-    token.add_argument("--ttl", type=int, default=3600, help="lifetime in seconds")
+    token.add_argument(
+        "--ttl",
+        type=int,
+        default=3600,
+        help="lifetime in seconds (at most ENGINE_JWT_MAX_LIFETIME_S, default 86400)",
+    )
     return p
 
 

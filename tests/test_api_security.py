@@ -25,6 +25,7 @@ from test_api_helpers import SECRET, Api, register_seed_queues, serve
 
 from engine import QueueManager
 from engine.api import ApiSettings, AuthConfig
+from engine.api.auth import AuthFailed
 from engine.api.guard import ADMIN
 from engine.api.routes import ROUTES
 from tests.redis_servers import RedisServer
@@ -76,6 +77,25 @@ FORGED: dict[str, Callable[[], str | None]] = {
         "Bearer " + jwt.encode(_claims(), SECRET, "HS256", headers={"crit": ["x"], "x": 1})
     ),
     "exp not a number": lambda: "Bearer " + jwt.encode(_claims(exp="soon"), SECRET, "HS256"),
+    # PyJWT reads a numeric string as a number: the RFC's NumericDate is a JSON number
+    "exp a numeric string": lambda: (
+        "Bearer " + jwt.encode(_claims(exp=str(NOW + 600)), SECRET, "HS256")
+    ),
+    "exp true": lambda: (
+        "Bearer " + _hs256_raw({"alg": "HS256"}, _claims(exp=True), SECRET.encode())
+    ),
+    "iat a string": lambda: "Bearer " + jwt.encode(_claims(iat=str(NOW)), SECRET, "HS256"),
+    # lifetimes past ENGINE_JWT_MAX_LIFETIME_S (24 h by default)
+    "exp in year 9999": lambda: "Bearer " + jwt.encode(_claims(exp=253402300799), SECRET, "HS256"),
+    "exp 1e300": lambda: (
+        "Bearer " + _hs256_raw({"alg": "HS256"}, _claims(exp=1e300), SECRET.encode())
+    ),
+    "issued 2 days before exp": lambda: (
+        "Bearer " + jwt.encode(_claims(iat=NOW - 100, exp=NOW + 2 * 86400), SECRET, "HS256")
+    ),
+    "25 h left, no iat": lambda: (
+        "Bearer " + jwt.encode(_claims(exp=NOW + 25 * 3600), SECRET, "HS256")
+    ),
 }
 
 
@@ -91,8 +111,38 @@ async def test_forged_or_invalid_tokens_are_401_with_challenge(api: Api, case: s
             "missing bearer token",
             "invalid token",
             "token expired",
+            "token lifetime exceeds the maximum",
         )
     assert not (await api.manager.get_queue("serpram-sync").is_paused())
+
+
+@pytest.mark.parametrize(
+    "claims",
+    [
+        {"iat": NOW, "exp": NOW + 86400},  # exactly the maximum
+        {"exp": NOW + 23 * 3600},  # no iat: what is left counts
+        {"iat": NOW - 60, "exp": NOW + 600.5},  # NumericDate may be fractional
+    ],
+)
+async def test_tokens_within_the_maximum_lifetime_are_accepted(
+    api: Api, claims: dict[str, Any]
+) -> None:
+    token = jwt.encode(_claims(**claims), SECRET, "HS256")
+    status, _, _ = await api.call(
+        "GET", "/api/queues/stats", headers={"Authorization": f"Bearer {token}"}
+    )
+    assert status == 200
+
+
+def test_the_maximum_lifetime_is_a_setting() -> None:
+    auth = AuthConfig.from_env({"ENGINE_JWT_SECRET": SECRET, "ENGINE_JWT_MAX_LIFETIME_S": "600"})
+    assert auth.max_lifetime_s == 600
+    auth.verify(jwt.encode(_claims(iat=NOW, exp=NOW + 600), SECRET, "HS256"))
+    with pytest.raises(AuthFailed, match="lifetime"):
+        auth.verify(jwt.encode(_claims(iat=NOW, exp=NOW + 3600), SECRET, "HS256"))
+    with pytest.raises(ValueError, match="ENGINE_JWT_MAX_LIFETIME_S"):
+        AuthConfig.from_env({"ENGINE_JWT_SECRET": SECRET, "ENGINE_JWT_MAX_LIFETIME_S": "0"})
+    assert AuthConfig.hs256(SECRET).max_lifetime_s == 24 * 3600
 
 
 async def test_a_valid_token_within_leeway_is_accepted(api: Api) -> None:

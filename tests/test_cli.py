@@ -64,10 +64,17 @@ def test_operator_errors_are_one_line(cli_env: str, capsys: pytest.CaptureFixtur
 def test_token_is_minted_from_the_configured_secret(
     cli_env: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    assert main(["token"]) == 2
+    assert main(["token", "--role", "admin"]) == 2
     assert "ENGINE_JWT_SECRET" in capsys.readouterr().err
     secret = secrets.token_hex(32)
     monkeypatch.setenv("ENGINE_JWT_SECRET", secret)
+    # the role is explicit: no admin token by default
+    with pytest.raises(SystemExit) as exited:
+        main(["token"])
+    assert exited.value.code == 2 and "--role" in capsys.readouterr().err
+    # no token outliving the service's maximum lifetime
+    assert main(["token", "--role", "viewer", "--ttl", str(30 * 24 * 3600)]) == 2
+    assert "ENGINE_JWT_MAX_LIFETIME_S" in capsys.readouterr().err
     assert main(["token", "--role", "admin", "--sub", "ana", "--ttl", "60"]) == 0
     token = capsys.readouterr().out.strip()
     claims = jwt.decode(token, secret, algorithms=["HS256"])
