@@ -32,7 +32,7 @@ from . import schedulers
 from .alerts import setup_alerts
 from .api import ApiSettings, AuthConfig, RunTarget, create_app
 from .api.auth import AuthNotConfigured
-from .api.dashboard import setup_dashboard
+from .api.dashboard import DashboardConfig, setup_dashboard
 from .api.server import EdgeRunner, HttpLimits
 from .config import EngineConfig, ScheduleConfig, load_config
 from .connection import RedisSettings
@@ -280,6 +280,8 @@ async def serve(options: ServiceOptions, env: Mapping[str, str] | None = None) -
         config = load_config(options.config_path, env)
         auth = AuthConfig.from_env(env) if options.api else None
         limits = HttpLimits.from_env(env)
+        if options.api:
+            DashboardConfig.from_env(env)  # a weak ENGINE_ADMIN_PASSWORD stops startup here
     except AuthNotConfigured as exc:
         print(str(exc), file=sys.stderr)
         return 2

@@ -429,3 +429,12 @@ async def test_the_service_serves_through_the_edge_runner_with_its_limits(
     async with engine_process(tmp_path, env) as proc:
         assert await proc.wait_exit() == 2
     assert "ENGINE_HTTP_MAX_CONNECTIONS" in proc.log.read_text()
+
+
+async def test_a_weak_dashboard_password_stops_startup_with_a_clear_error(tmp_path: Path) -> None:
+    env = _env(tmp_path, f"redis://127.0.0.1:{free_port()}/0", secrets.token_hex(32))
+    env["ENGINE_ADMIN_PASSWORD"] = "admin"
+    async with engine_process(tmp_path, env) as proc:
+        assert await proc.wait_exit() == 2
+    log = proc.log.read_text()
+    assert "ENGINE_ADMIN_PASSWORD is too weak" in log and "Traceback" not in log

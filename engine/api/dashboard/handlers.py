@@ -26,6 +26,7 @@ import contextlib
 import hashlib
 import hmac
 import logging
+import math
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
@@ -47,6 +48,7 @@ from ..auth import AuthConfig, AuthFailed, Principal
 from ..errors import ApiError, error_response
 from ..handlers.queues import MAX_GRACE_MS
 from ..payload import body_int, duplicate_query_param, json_body, typed_event
+from .throttle import LoginThrottle, check_password_strength
 
 logger = logging.getLogger("engine.dashboard")
 
@@ -88,6 +90,18 @@ class DashboardConfig:
             raise ValueError("the dashboard needs ENGINE_ADMIN_PASSWORD (there is no default)")
         if not self.user or ":" in self.user:
             raise ValueError("ENGINE_ADMIN_USER must be non-empty and contain no ':'")
+        check_password_strength(self.password, self.user)
+
+    @classmethod
+    def from_env(
+        cls, env: Mapping[str, str], auth: AuthConfig | None = None
+    ) -> DashboardConfig | None:
+        """From ``ENGINE_ADMIN_PASSWORD`` / ``ENGINE_ADMIN_USER``; None without a password
+        (the dashboard is then not served). ``ValueError`` for a weak password."""
+        password = env.get("ENGINE_ADMIN_PASSWORD") or ""
+        if not password:
+            return None
+        return cls(env.get("ENGINE_ADMIN_USER") or "admin", password, auth)
 
     @property
     def csrf_key(self) -> bytes:
@@ -159,6 +173,7 @@ CONFIG = web.AppKey("dashboard_config", DashboardConfig)
 MANAGER = web.AppKey("dashboard_manager", QueueManager)
 HUB = web.AppKey("dashboard_hub", LiveHub)
 RUNNERS = web.AppKey[Mapping[str, Any]]("dashboard_run_targets")
+THROTTLE = web.AppKey("dashboard_login_throttle", LoginThrottle)
 PRINCIPAL = web.RequestKey("dashboard_principal", Principal)
 
 
@@ -171,6 +186,19 @@ def _challenge() -> web.Response:
         text="authentication required\n",
         headers={"WWW-Authenticate": 'Basic realm="engine dashboard", charset="UTF-8"'},
     )
+
+
+def _attempted_user(request: web.Request) -> str:
+    """Who a failed login claimed to be, safe to log: the basic-auth user name (truncated,
+    quoted, never the password), or the kind of credential."""
+    scheme, _, value = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "basic":
+        return f"({scheme.lower()[:20] or 'no'} credentials)"
+    try:
+        user = base64.b64decode(value.strip(), validate=True).decode().partition(":")[0]
+    except (binascii.Error, UnicodeDecodeError):
+        return "(malformed basic credentials)"
+    return repr(user[:64])
 
 
 def authenticate(request: web.Request) -> Principal | None:
@@ -213,8 +241,10 @@ def _reply(body: Any, status: int = 200) -> web.Response:
     )  # fmt: skip
 
 
-def _error(status: int, message: str, field: str | None = None) -> web.Response:
-    return error_response(status, message, field, {"Cache-Control": "no-store"})
+def _error(
+    status: int, message: str, field: str | None = None, headers: Mapping[str, str] | None = None
+) -> web.Response:
+    return error_response(status, message, field, {"Cache-Control": "no-store", **(headers or {})})
 
 
 def protected(handler: Any) -> Any:
@@ -227,9 +257,25 @@ def protected(handler: Any) -> Any:
 
 
 async def _guarded(request: web.Request, handler: Any) -> web.StreamResponse:
+    throttle = request.app[THROTTLE]
+    address = request.remote or "?"
+    wait = throttle.retry_after(address)
+    if wait > 0:  # locked out: no credential is checked, however many arrive at once
+        seconds = str(math.ceil(wait))
+        message = f"too many failed logins; retry in {seconds} s"
+        return _error(429, message, headers={"Retry-After": seconds})
     principal = authenticate(request)
     if principal is None:
+        if "Authorization" in request.headers:  # a browser's first, bare request is not one
+            failures = throttle.failed(address)
+            logger.warning(
+                "Dashboard login failed for %s from %s (%d in a row)",
+                _attempted_user(request),
+                address,
+                failures,
+            )
         return _challenge()
+    throttle.succeeded(address)
     request[PRINCIPAL] = principal
     try:
         response = await _checked(request, handler, principal)
