@@ -18,6 +18,7 @@ from typing import Any
 
 import orjson
 
+from .api.messages import clean_body, jobs_body, page_end, pause_body, run_body
 from .api.payload import timestamp
 
 COMMANDS = "run|stats|jobs|pause|resume|clean|run-now|schedules|token"
@@ -154,14 +155,15 @@ async def _command(
                 }
             )
     elif cmd == "jobs":
-        jobs = await manager.get_jobs(args.queue, args.state, args.start, args.end)
+        # the API's rule: a range past a page stops at one page, one ending early is empty
+        end = max(page_end(args.start, args.end), args.start)
+        jobs = await manager.get_jobs(args.queue, args.state, args.start, end)
+        if args.end < args.start:
+            end, jobs = args.end, []
         _print(
             {
                 "success": True,
-                "queue": args.queue,
-                "state": args.state,
-                "count": len(jobs),
-                "jobs": [j.to_json() for j in jobs],
+                **jobs_body(args.queue, args.state, args.start, end, jobs),
                 "timestamp": timestamp(),
             }
         )
@@ -171,9 +173,7 @@ async def _command(
         _print(
             {
                 "success": True,
-                "queue": args.queue,
-                "paused": cmd == "pause",
-                "changed": changed,
+                **pause_body(args.queue, cmd == "pause", changed),
                 "timestamp": timestamp(),
             }
         )
@@ -185,9 +185,7 @@ async def _command(
         _print(
             {
                 "success": True,
-                "queue": args.queue,
-                "state": args.state,
-                "removed": removed,
+                **clean_body(args.queue, args.state, args.grace_ms, removed),
                 "timestamp": timestamp(),
             }
         )
@@ -204,9 +202,7 @@ async def _command(
         _print(
             {
                 "success": True,
-                "message": f"Sincronización {found.label} iniciada",
-                "jobId": job.id,
-                "queue": found.queue,
+                **run_body(found.label, job.id, found.queue),
                 "timestamp": timestamp(),
             }
         )

@@ -117,3 +117,14 @@ async def test_dashboard_reads_name_the_bad_parameter(
     assert body["field"] == field
     assert r.headers["Cache-Control"] == "no-store"  # the security headers are on errors too
     assert "frame-ancestors 'none'" in r.headers["Content-Security-Policy"]
+
+
+async def test_a_dashboard_action_refused_names_the_state_the_job_is_in(
+    manager: QueueManager,
+) -> None:
+    queue = manager.create_queue("serpram-sync")
+    job = await queue.add({})
+    async with serve_dashboard(manager) as base:
+        status, body = await _dashboard_post(base, f"/queues/serpram-sync/jobs/{job.id}/retry", b"")
+    assert status == 409
+    assert body["error"] == f"job {job.id} is waiting: only failed jobs can be retried"

@@ -42,14 +42,19 @@ def test_operator_commands_round_trip(cli_env: str, capsys: pytest.CaptureFixtur
 
     code, body = run(capsys, "pause", "serpram-sync")
     assert code == 0 and body["changed"] is True
+    assert body["message"] == "Queue serpram-sync paused"  # the API's JSON, message included
     code, body = run(capsys, "stats", "serpram-sync")
     assert code == 0 and body["stats"]["name"] == "serpram-sync"  # type: ignore[index]
     code, body = run(capsys, "resume", "serpram-sync")
     assert code == 0 and body["paused"] is False
     code, body = run(capsys, "jobs", "ayt-sync", "--state", "failed")
     assert code == 0 and body["jobs"] == []
+    assert (body["start"], body["end"], body["count"]) == (0, 9, 0)
+    code, body = run(capsys, "jobs", "ayt-sync", "--start", "5", "--end", "5000")
+    assert code == 0 and body["end"] == 1004  # one page, as the API serves it
     code, body = run(capsys, "clean", "ayt-sync", "completed", "--grace-ms", "0")
-    assert code == 0 and body["removed"] == 0
+    assert code == 0 and body["removed"] == 0 and body["gracePeriod"] == 0
+    assert body["message"] == "0 completed jobs removed from ayt-sync"
 
 
 def test_operator_errors_are_one_line(cli_env: str, capsys: pytest.CaptureFixture[str]) -> None:

@@ -46,6 +46,7 @@ from ...queue import Queue
 from ...scheduler import get_schedule_state, run_schedule_now
 from ..auth import AuthConfig, AuthFailed, Principal
 from ..errors import ApiError, error_response
+from ..handlers.jobs import act_on_job
 from ..handlers.queues import MAX_GRACE_MS
 from ..payload import body_int, duplicate_query_param, json_body, typed_event
 from .throttle import LoginThrottle, check_password_strength
@@ -533,17 +534,13 @@ async def clean(request: web.Request) -> web.Response:
 async def job_action(request: web.Request) -> web.Response:
     queue, job_id = _queue(request), _job_id(request)
     action = request.match_info["action"]
-    methods = {"retry": queue.retry_job, "promote": queue.promote_job, "remove": queue.remove_job}
-    method = methods.get(action)
-    if method is None:
+    if action not in ("retry", "promote", "remove"):
         raise ApiError(404, "unknown action")
     await json_body(request, frozenset())
     try:
-        await method(job_id, _actor(request))
+        await act_on_job(queue, job_id, action, _actor(request))
     except JobNotFound:
         return _error(404, "job not found")
-    except ValueError as exc:  # InvalidJobState and friends: a message meant for the user
-        return _error(409, str(exc))
     return _reply({"success": True, "queue": queue.name, "jobId": job_id, "action": action})
 
 
