@@ -54,6 +54,9 @@ class Event:
 Listener = Callable[[Sequence[Event]], None]
 
 
+STOP_RECHECK_S = 0.5
+
+
 class EventFeed:
     """Tails the events stream of every queue of a manager and fans batches out.
 
@@ -103,10 +106,16 @@ class EventFeed:
 
     async def stop(self) -> None:
         task, self._task = self._task, None
-        if task is not None:
+        if task is None:
+            return
+        # A cancellation can be lost inside a blocking redis-py read (seen on Python 3.11:
+        # the feed read on with cancelling() == 1 and shutdown hung): ask again until the
+        # task has ended.
+        while not task.done():
             task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await asyncio.wait({task}, timeout=STOP_RECHECK_S)
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
     async def _track_new_queues(self) -> dict[str, str]:
         """Stream key -> queue name for every queue of the manager.
