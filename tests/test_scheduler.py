@@ -7,12 +7,10 @@ import pytest
 from engine.cron import parse_schedule
 from engine.lock import LeaseConfig
 from engine.scheduler import (
-    MAX_FIRES_PER_CALL,
     ScheduleDefinition,
     Scheduler,
     define_schedule,
     get_schedule_state,
-    plan_fires,
     run_schedule_now,
     server_time_ms,
     set_schedule_paused,
@@ -53,56 +51,7 @@ def every(ms: int, **kw) -> ScheduleDefinition:
     return define_schedule("tick", "q", every_ms=ms, **kw)
 
 
-# -- pure planning -------------------------------------------------------------------------
-
-S = 1000
-
-
-@pytest.mark.parametrize(
-    "misfire, grace, now, fire, missed",
-    [
-        ("once", 100, 10 * S, [10 * S], list(range(S, 10 * S, S))),
-        ("once", 100, 1 * S, [S], []),
-        ("skip", 100, 10 * S, [10 * S], list(range(S, 10 * S, S))),
-        ("skip", 100, 10 * S + 101, [], list(range(S, 11 * S, S))),
-        ("skip", 500, 10 * S + 400, [10 * S], list(range(S, 10 * S, S))),
-        ("all", 3 * S, 10 * S, [7 * S, 8 * S, 9 * S, 10 * S], list(range(S, 7 * S, S))),
-        ("all", 10**9, 5 * S, [S, 2 * S, 3 * S, 4 * S, 5 * S], []),
-        ("all", 100, 5 * S + 101, [], list(range(S, 6 * S, S))),
-    ],
-)
-def test_misfire_policy_plans(misfire, grace, now, fire, missed):
-    d = every(S, misfire=misfire, misfire_grace_ms=grace)
-    plan = plan_fires(d, S, now)
-    assert list(plan.fire) == fire
-    assert list(plan.missed) == missed
-    assert plan.extra_missed == 0
-    assert plan.next_ms == (now // S + 1) * S
-
-
-def test_plan_for_a_tick_not_yet_due_is_empty():
-    plan = plan_fires(every(S), 5 * S, 4 * S)
-    assert (plan.fire, plan.missed, plan.next_ms) == ((), (), 5 * S)
-
-
-def test_catch_up_of_all_is_chunked_and_long_outages_are_counted_not_listed():
-    d = every(S, misfire="all", misfire_grace_ms=10**12)
-    plan = plan_fires(d, S, 1000 * S)
-    assert len(plan.fire) == MAX_FIRES_PER_CALL
-    assert plan.next_ms == (MAX_FIRES_PER_CALL + 1) * S  # the rest in the next call
-    plan = plan_fires(every(S, misfire="once"), S, 200_000 * S)
-    assert plan.fire == (200_000 * S,)
-    assert len(plan.missed) == 1000 and plan.extra_missed == 200_000 - 1 - 1000
-    assert len(plan.missed) + plan.extra_missed + len(plan.fire) == 200_000
-    assert plan.next_ms == 200_001 * S
-
-
-def test_cron_plan_uses_the_expression():
-    d = define_schedule("c", "q", cron="*/5 * * * *", misfire="all", misfire_grace_ms=10**9)
-    base = 1_700_000_100_000 // 300_000 * 300_000
-    plan = plan_fires(d, base, base + 12 * 60_000)
-    assert plan.fire == (base, base + 300_000, base + 600_000)
-    assert plan.next_ms == base + 900_000
+# -- definitions -----------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(

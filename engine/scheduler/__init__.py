@@ -5,7 +5,7 @@ One :class:`Scheduler` per queue and instance. Its responsibilities:
 1. Hold or contend for the queue's :class:`~engine.lock.LeaderLease`; only the holder fires.
 2. As leader, sleep until the earliest ``next`` fire time of the queue's schedules (or the
    next lease renewal), never polling per second; a local change wakes it at once.
-3. Fire through ``fire_schedule-10.lua``: fenced by token and epoch, a compare-and-set on
+3. Fire through ``fire_schedule-11+.lua``: fenced by token and epoch, a compare-and-set on
    the schedule's next fire time and fingerprint, one job per fired tick with the
    deterministic id ``<schedule>:<tick ms>``, every fired or dropped tick in the ledger.
 

@@ -23,8 +23,9 @@ DEFAULT_MISFIRE_GRACE_MS = 60_000
 MIN_MISFIRE_GRACE_MS = 100
 DEFAULT_LEDGER_LEN = 1000
 MAX_FIRES_PER_CALL = 200  # catch-up beyond this continues in the next call
-MAX_MISSED_LISTED = 1000  # dropped ticks beyond this are counted, not listed one by one
-MAX_TICK_SCAN = 100_000  # bound on the due-tick scan after a very long outage
+# Dropped ticks beyond this are counted in one summary ledger entry and event, not listed
+# one by one (the ledger keeps ~1000 entries: a long outage must not flush its history).
+MAX_MISSED_LISTED = 100
 STATE_WINDOW = 50  # ledger entries read to derive last success / consecutive failures
 ERROR_BACKOFF_S = (0.05, 2.0)
 

@@ -11,7 +11,7 @@ import time
 import orjson
 
 from ..connection import execute_acked, queue_on_key_node
-from ..cron import InvalidCron
+from ..cron import InvalidCron, next_fire
 from ..errors import ErrorCode
 from ..keys import validate_queue_name
 from ..lock import LeaderLease, LeaseConfig
@@ -157,8 +157,8 @@ class Scheduler:
 
     async def _fire(self, name: str, due: int) -> float:
         keys = self.keys
-        raw, fingerprint, stored_next, paused = await self.store.client.hmget(
-            keys.schedule(name), "def", "fp", "next", "paused"
+        raw, fingerprint, stored_next, paused, last_job = await self.store.client.hmget(
+            keys.schedule(name), "def", "fp", "next", "paused", "lastJob"
         )
         if raw is None:  # deleted: drop the stale entry so it is not due forever
             await self.store.client.zrem(keys.schedules, name)
@@ -173,10 +173,15 @@ class Scheduler:
             return self.lease.config.renew_interval_ms / 1000
         now = self.now_ms()
         for _ in range(2):
-            plan = plan_fires(definition, due, now)
+            plan = await self._plan(definition, due, now)
+            # Planning may have taken a while: act only on a lease still valid now, renewed
+            # first if its renewal fell due meanwhile.
             if not self.lease.is_leader:
                 return 0.0
-            code, missed, server_now = await self._call_fire(name, fingerprint, due, plan)
+            if time.monotonic() >= self._next_renew:
+                return 0.0  # the next step renews, then plans again
+            reply = await self._call_fire(name, fingerprint, due, plan, last_job or "")
+            code, missed, server_now, resent = reply
             self._sync(server_now)
             if code == ErrorCode.NOT_LEADER:
                 self.lease.lost()
@@ -192,6 +197,11 @@ class Scheduler:
             now = server_now
         else:
             return 0.0
+        if resent:
+            # The client re-sent the call after its first copy was applied (a lost reply):
+            # the ticks are fired, this copy changed nothing.
+            logger.info("Schedule %s of queue %s: fire already applied (resend)", name, self.queue)
+            return 0.0
         self.fired += code
         self.missed += missed
         if code:
@@ -203,12 +213,28 @@ class Scheduler:
                 iso_ms(plan.fire[-1]) if plan.fire else None,
             )
         if missed:
-            logger.warning("Schedule %s of queue %s missed %d tick(s)", name, self.queue, missed)
+            logger.warning(
+                "Schedule %s of queue %s missed %s%d tick(s)",
+                name,
+                self.queue,
+                "" if plan.exact else "at least ",
+                missed,
+            )
         return 0.0
 
+    async def _plan(self, definition: ScheduleDefinition, due: int, now: int) -> FirePlan:
+        """The plan; a cron catch-up (more than one due tick) is worked out in a thread, so
+        the loop (and the workers sharing it) never stalls on it."""
+        schedule = definition.schedule
+        if schedule.cron is not None:
+            after = next_fire(schedule, due)
+            if after is not None and after <= now:
+                return await asyncio.to_thread(plan_fires, definition, due, now)
+        return plan_fires(definition, due, now)
+
     async def _call_fire(
-        self, name: str, fingerprint: str, due: int, plan: FirePlan
-    ) -> tuple[int, int, int]:
+        self, name: str, fingerprint: str, due: int, plan: FirePlan, last_job: str
+    ) -> tuple[int, int, int, int]:
         keys = self.keys
         fire_keys = [
             keys.lease,
@@ -217,10 +243,13 @@ class Scheduler:
             keys.schedule(name),
             keys.schedule_ledger(name),
             keys.wait,
+            keys.prioritized,
             keys.active,
             keys.delayed,
             keys.events,
             keys.marker,
+            *(keys.job(f"{name}:{tick}") for tick in plan.fire),
+            *([keys.job(last_job)] if last_job else []),
         ]
         fire_args: list[str | int] = [
             self.lease.token,
@@ -232,7 +261,9 @@ class Scheduler:
             ",".join(map(str, plan.fire)),
             ",".join(map(str, plan.missed)),
             plan.extra_missed,
-            keys.job_prefix,
+            "" if plan.extra_from is None else plan.extra_from,
+            "1" if plan.exact else "0",
+            last_job,
             self.store.max_events,
             self.ledger_len,
         ]
@@ -251,5 +282,5 @@ class Scheduler:
                     "Schedule %s of queue %s: fire acknowledged by %d of %d replica(s)",
                     name, self.queue, acked, self.wait_replicas,
                 )  # fmt: skip
-        code, missed, server_now = (int(v) for v in result)
-        return code, missed, server_now
+        code, missed, server_now, resent = (int(v) for v in result)
+        return code, missed, server_now, resent
