@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from engine.cron import parse_schedule
+from engine.cron import next_fire, parse_schedule
 from engine.lock import LeaseConfig
 from engine.scheduler import (
     ScheduleDefinition,
     Scheduler,
     define_schedule,
     get_schedule_state,
+    plan_fires,
     run_schedule_now,
     server_time_ms,
     set_schedule_paused,
@@ -176,6 +177,53 @@ async def test_misfire_policy_after_all_instances_were_down(store, schedulers, m
     events = await store.client.xrange(store.keys("q").events)
     assert state.missed_count == all_missed >= len(missed)
     assert sum(1 for _, f in events if f["event"] == "missed") == all_missed
+
+
+@pytest.mark.parametrize(
+    "expr, gap_days, lease",
+    [
+        ("*/10 * * * * *", 6, LeaseConfig(ttl_ms=3000, renew_interval_ms=1000, margin_ms=500)),
+        ("* * * * *", 70, LeaseConfig()),
+    ],
+)
+async def test_a_leader_after_a_long_gap_fires_the_latest_tick_and_keeps_its_lease(
+    store, schedulers, expr, gap_days, lease
+):
+    """#12 item 2: on main the catch-up scan blocked the loop past the lease (0 fires, the
+    epoch climbing); now the latest tick fires at once, by the same leader."""
+    d = define_schedule("tick", "q", cron=expr, misfire="once")
+    await upsert_schedule(store, d)
+    k = store.keys("q")
+    now = await server_time_ms(store)
+    stale = next_fire(d.schedule, now - gap_days * 86_400_000)
+    await store.client.hset(k.schedule("tick"), "next", stale)
+    await store.client.zadd(k.schedules, {"tick": stale})
+    leader = schedulers(instance_id="a", lease=lease)
+    await wait_for(lambda: _count_fired(store, 1), timeout_s=10)
+    entries = await ledger(store)
+    fired = [t for t, kind, _, _ in entries if kind == "fired"]
+    assert fired[0] >= now - 60_000  # the latest due tick, not the stale one
+    assert leader.lease.epoch == 1 and await store.client.hget(k.meta, "leaderEpoch") == "1"
+    summary = [f for _, f in await store.client.xrange(k.schedule_ledger("tick")) if "count" in f]
+    assert len(summary) == 1 and summary[0]["exact"] == "0"  # at least N, said so
+    h = await store.client.hgetall(k.schedule("tick"))
+    assert h["missedAtLeast"] == "1" and int(h["missed"]) > 100
+
+
+async def test_a_resent_fire_call_is_taken_as_applied(store, schedulers, caplog):
+    await upsert_schedule(store, every(60_000))
+    s = Scheduler(store, "q", LEASE, instance_id="a")
+    assert await s.lease.acquire()
+    k = store.keys("q")
+    due = (await server_time_ms(store)) // 60_000 * 60_000
+    await store.client.hset(k.schedule("tick"), "next", due)
+    fp = await store.client.hget(k.schedule("tick"), "fp")
+    plan = plan_fires(every(60_000), due, due + 5)
+    assert (await s._call_fire("tick", fp, due, plan, ""))[::3] == (1, 0)
+    # The same call once more, as redis-py sends it again after a lost reply.
+    assert (await s._call_fire("tick", fp, due, plan, ""))[::3] == (0, 1)
+    assert await store.client.llen(k.wait) == 1
+    await s.lease.release()
 
 
 async def _server_after(store, ms):
