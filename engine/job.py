@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Protocol
@@ -102,6 +102,22 @@ class Job:
     return_value: Any = None
     state: JobState | None = None
     _runtime: JobRuntime | None = field(default=None, repr=False, compare=False)
+    # Set by the Queue that produced this object: how to wait for the job's outcome.
+    _waiter: Callable[[str, float | None], Awaitable[Any]] | None = field(
+        default=None, repr=False, compare=False
+    )
+
+    async def wait(self, timeout_s: float | None = None) -> Any:
+        """The handler's return value once this job completes (BullMQ's
+        ``waitUntilFinished``, arq's ``job.result()``), whichever instance runs it.
+
+        Raises ``JobFailed`` with the reason if it fails for good, ``JobNotFound`` if it
+        is removed, ``WaitTimeout`` after ``timeout_s`` (the job itself goes on)."""
+        if self._waiter is None:
+            raise InvalidJobState(
+                f"cannot wait: job {self.id} was not obtained from a QueueManager's queue"
+            )
+        return await self._waiter(self.id, timeout_s)
 
     async def update_progress(self, progress: Any) -> None:
         """Set the progress of this running job: 0..100 or any JSON value (event

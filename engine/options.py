@@ -79,6 +79,7 @@ _FIELDS = (
     "timeout",
     "remove_on_complete",
     "remove_on_fail",
+    "telemetry",
 )
 
 
@@ -192,6 +193,41 @@ class Retention:
 
 
 @dataclass(frozen=True, slots=True)
+class Telemetry:
+    """BullMQ's ``telemetry`` option: ``metadata`` is the trace context carried from the add
+    to the worker (set by ``engine.tracing`` when the ``otel`` extra is installed);
+    ``omitContext`` leaves the job out of the producer's trace."""
+
+    metadata: str | None = None
+    omit_context: bool = False
+
+    @classmethod
+    def parse(cls, value: Any) -> Telemetry:
+        if isinstance(value, Telemetry):
+            return value
+        if not isinstance(value, Mapping):
+            raise ValueError(f"telemetry must be an object, got {value!r}")
+        unknown = set(value) - {"metadata", "omitContext"}
+        if unknown:
+            raise ValueError(f"telemetry has unknown field(s): {', '.join(sorted(unknown))}")
+        metadata = value.get("metadata")
+        if metadata is not None and (not isinstance(metadata, str) or len(metadata) > 4096):
+            raise ValueError("telemetry.metadata must be a string of at most 4096 characters")
+        omit = value.get("omitContext", False)
+        if not isinstance(omit, bool):
+            raise ValueError(f"telemetry.omitContext must be true or false, got {omit!r}")
+        return cls(metadata, omit)
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if self.metadata is not None:
+            out["metadata"] = self.metadata
+        if self.omit_context:
+            out["omitContext"] = True
+        return out
+
+
+@dataclass(frozen=True, slots=True)
 class JobOptions:
     """Options of one job. Build with :meth:`parse`; the constructor does not validate."""
 
@@ -205,6 +241,7 @@ class JobOptions:
         default_factory=lambda: Retention(count=DEFAULT_KEEP_COMPLETED)
     )
     remove_on_fail: Retention = field(default_factory=lambda: Retention(count=DEFAULT_KEEP_FAILED))
+    telemetry: Telemetry | None = None
 
     @classmethod
     def parse(
@@ -268,6 +305,8 @@ class JobOptions:
             out["removeOnComplete"] = self.remove_on_complete.to_json()
         if self.remove_on_fail != default.remove_on_fail:
             out["removeOnFail"] = self.remove_on_fail.to_json()
+        if self.telemetry is not None and self.telemetry.to_json():
+            out["telemetry"] = self.telemetry.to_json()
         return out
 
     @classmethod
@@ -292,4 +331,6 @@ def _parse_field(key: str, raw: Any) -> Any:
         return None if raw is None else validate_job_id(raw if isinstance(raw, str) else str(raw))
     if key == "timeout":
         return None if raw is None else _int("timeout", raw, 1, MAX_TIMEOUT_MS)
+    if key == "telemetry":
+        return None if raw is None else Telemetry.parse(raw)
     return Retention.parse(key, raw)

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from .. import tracing
 from ..errors import UnrecoverableError
 from ..job import (
     DEFAULT_JOB_NAME,
@@ -173,6 +174,21 @@ class JobRunner:
             )
 
     async def _attempt(self, attempt: Attempt, holder: list[HandlerCall]) -> Finish:
+        job = attempt.job
+        telemetry = job.opts.telemetry
+        with tracing.consuming(
+            job.queue,
+            job.id,
+            job.name,
+            job.attempts_made + 1,
+            None if telemetry is None else telemetry.metadata,
+        ) as span:
+            finish = await self._handle(attempt, holder)
+            if span is not None and not finish.complete:
+                tracing.mark_failed(span, finish.reason)
+            return finish
+
+    async def _handle(self, attempt: Attempt, holder: list[HandlerCall]) -> Finish:
         job = attempt.job
         timeout_ms = job.opts.timeout
         call: HandlerCall | None = None
