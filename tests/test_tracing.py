@@ -19,27 +19,30 @@ from opentelemetry.trace import SpanKind, StatusCode
 from engine import QueueManager, UnrecoverableError, tracing
 from tests.redis_servers import RedisServer
 
-_EXPORTER = InMemorySpanExporter()
+
+@pytest.fixture
+def provider(monkeypatch: pytest.MonkeyPatch) -> TracerProvider:
+    """An SDK provider for this test only: the engine's tracer comes from it. (The global
+    provider can be set once per process, and would trace every later test's jobs.)"""
+    provider = TracerProvider()
+    monkeypatch.setattr(tracing, "_tracer", lambda: provider.get_tracer("engine"))
+    return provider
 
 
 @pytest.fixture
-def spans() -> Iterator[InMemorySpanExporter]:
-    # The global provider can be set once per process: every test shares this one.
-    if not isinstance(trace.get_tracer_provider(), TracerProvider):
-        provider = TracerProvider()
-        provider.add_span_processor(SimpleSpanProcessor(_EXPORTER))
-        trace.set_tracer_provider(provider)
-    _EXPORTER.clear()
-    yield _EXPORTER
-    _EXPORTER.clear()
+def spans(provider: TracerProvider) -> Iterator[InMemorySpanExporter]:
+    exporter = InMemorySpanExporter()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    yield exporter
+    provider.shutdown()
 
 
 async def test_the_handler_span_continues_the_trace_of_the_add(
-    manager: QueueManager, spans: InMemorySpanExporter
+    manager: QueueManager, provider: TracerProvider, spans: InMemorySpanExporter
 ) -> None:
     assert tracing.ENABLED
     queue = manager.create_queue("traced")
-    tracer = trace.get_tracer("test")
+    tracer = provider.get_tracer("test")
     with tracer.start_as_current_span("http request") as request:
         job = await queue.add({"n": 1})
     stored = await queue.get_job(job.id)
