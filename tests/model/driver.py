@@ -528,16 +528,18 @@ class ModelRun:
     async def _worker_freeze(self) -> None:
         w = self._pick(self._live())
         long = self.rng.random() < 0.35
-        short = self.rng.uniform(0.3, 1.5)
+        short = self.rng.uniform(0.2, 0.9)
         if w is None:
             self._note("freeze: no worker")
             return
         seconds = self.cfg.lease_ms / 1000 + 1.0 if long else short
         now = time.time()
-        lossy = seconds * 1000 >= self.cfg.lease_ms / 2
+        # A freeze of a quarter lease or more may cost a lease (a renewal held, its resend
+        # held too, the next one due too late): stalls of its jobs are then expected.
+        lossy = seconds * 1000 >= self.cfg.lease_ms / 4
         w.life.stalls.append((now, now + seconds, lossy))
         w.proxy.stall(seconds)
-        self._note(f"freeze {w.life.name} {seconds:.2f}s{' (past half a lease)' if lossy else ''}")
+        self._note(f"freeze {w.life.name} {seconds:.2f}s{' (may cost leases)' if lossy else ''}")
 
     async def _worker_close(self) -> None:
         w = self._pick(self._live())

@@ -17,7 +17,7 @@ ORPHAN_ACTIVE    a job in ``active`` past its lease deadline by more than the re
 UNSTARTED_CLAIM  a job claimed (in ``active`` under a claim) whose handler did not start
                  within the claim bound
 SPURIOUS_STALL   stalled recovery took a job from a worker that was not disrupted (not
-                 killed, not frozen past half a lease): a claim or a finish was lost to
+                 killed, not frozen a quarter lease or more): a claim or a finish was lost to
                  a fault the engine must survive (one delayed/cut/reset/refused command)
 LOST_OUTCOME     an attempt's handler ended but the next thing recorded for the job is
                  not that outcome, or it is still not recorded a lease later while
@@ -95,7 +95,7 @@ class WorkerLife:
 
     def disrupted(self, a: float, b: float, slack: float = 0.5) -> bool:
         """Whether something a perfect engine cannot hide hit this worker in [a, b]: a
-        crash (then all of its claims may stall), a freeze of half a lease or more."""
+        crash (then all of its claims may stall), a freeze of a quarter lease or more."""
         if self.killed is not None and self.killed <= b + slack:
             return True
         return self.stalled_during(a - slack, b + slack, lossy_only=True)
