@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint bench install redis-check clean chaos
+.PHONY: run test lint bench install redis-check browser-check clean chaos
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,10 +18,15 @@ redis-check:
 	@command -v redis-server >/dev/null 2>&1 || { \
 	  echo "redis-server (>= 7.0) is required. Install it with: sudo apt-get install redis-server"; exit 1; }
 
+# The dashboard tests drive a real Chromium: the system one (ENGINE_TEST_CHROMIUM, default
+# /usr/bin/chromium) or Playwright's; installs one if it can, else says which command to run.
+browser-check: $(STAMP)
+	@$(BIN)/python -m tests.browser
+
 run: $(STAMP)
 	$(BIN)/python -m engine run
 
-test: $(STAMP) redis-check
+test: $(STAMP) redis-check browser-check
 	$(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
 
 # The long chaos suite (several minutes): faults injected into real local Redis topologies,

@@ -33,6 +33,19 @@ class UnrecoverableError(EngineError):
     """Raised by a processor to fail a job at once, without further attempts."""
 
 
+class JobFailed(EngineError):
+    """The job a caller waited for failed for good; ``reason`` is its failed reason."""
+
+    def __init__(self, job_id: str, reason: str) -> None:
+        super().__init__(f"job {job_id} failed: {reason}" if reason else f"job {job_id} failed")
+        self.job_id = job_id
+        self.reason = reason
+
+
+class WaitTimeout(EngineError, TimeoutError):
+    """A wait for a job's outcome ran out of time; the job itself goes on."""
+
+
 class StartupCheckError(EngineError):
     """Redis or the configuration cannot be used safely; the message says why."""
 

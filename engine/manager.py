@@ -14,6 +14,7 @@ from .keys import validate_prefix
 from .options import JobOptions
 from .queue import Queue, QueueStats
 from .store import DEFAULT_MAX_EVENTS, Store
+from .waiters import ResultWaiters
 
 if TYPE_CHECKING:
     from .checks import CheckReport
@@ -53,6 +54,7 @@ class QueueManager:
         self._closers: list[Any] = []
         self._workers: list[Worker] = []
         self._schedulers: dict[str, Scheduler] = {}
+        self.waiters = ResultWaiters(self)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> QueueManager:
@@ -83,6 +85,7 @@ class QueueManager:
             options,
             wait_replicas=self.settings.wait_replicas,
             wait_timeout_ms=self.settings.wait_timeout_ms,
+            waiters=self.waiters,
         )
         self._queues[name] = queue
         return queue
@@ -243,4 +246,5 @@ class QueueManager:
             await closer()
         self._closers.clear()
         self._schedulers.clear()
+        await self.waiters.close()
         await self.client.aclose()

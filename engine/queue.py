@@ -9,18 +9,22 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from . import tracing
 from .connection import execute_acked
-from .errors import JobNotFound, ReplicationTimeout, raise_for_code
+from .errors import InvalidJobState, JobNotFound, ReplicationTimeout, raise_for_code
 from .job import DEFAULT_JOB_NAME, Job, JobState
 from .keys import QueueKeys, validate_queue_name
-from .options import JobOptions
+from .options import JobOptions, Telemetry
 from .scripts import LuaScript, execute
 from .store import Store
+
+if TYPE_CHECKING:
+    from .waiters import ResultWaiters
 
 logger = logging.getLogger("engine.queue")
 
@@ -110,6 +114,7 @@ class Queue:
         *,
         wait_replicas: int = 0,
         wait_timeout_ms: int = 1000,
+        waiters: ResultWaiters | None = None,
     ) -> None:
         self.name = validate_queue_name(name)
         self.store = store
@@ -118,6 +123,7 @@ class Queue:
         # Opt-in replica acknowledgement of adds (RedisSettings.wait_replicas).
         self.wait_replicas = wait_replicas
         self.wait_timeout_ms = wait_timeout_ms
+        self._waiters = waiters
         # Group commit of add(): the loop with an add on the wire, and the adds waiting.
         self._in_flight: asyncio.AbstractEventLoop | None = None
         self._gathering: list[tuple[_Prepared, asyncio.Future[tuple[str, bool, int]]]] = []
@@ -130,6 +136,8 @@ class Queue:
         self, data: Any, opts: Mapping[str, Any] | JobOptions | None, name: str | None
     ) -> _Prepared:
         options = JobOptions.parse(opts, self.default_job_options)
+        if tracing.ENABLED:
+            options = self._traced(options)
         job_name = DEFAULT_JOB_NAME if name is None else name
         if not isinstance(job_name, str) or not job_name or len(job_name) > MAX_JOB_NAME_LEN:
             raise ValueError(f"job name must be 1-{MAX_JOB_NAME_LEN} characters")
@@ -142,6 +150,16 @@ class Queue:
             options.priority,
         ]
         return _Prepared(job_name, data, options, args)
+
+    def _traced(self, options: JobOptions) -> JobOptions:
+        """Carry the producer's trace context to the worker (``opts.telemetry.metadata``)."""
+        telemetry = options.telemetry or Telemetry()
+        if telemetry.omit_context or telemetry.metadata is not None:
+            return options
+        with tracing.producing(self.name) as carrier:
+            if carrier is None:
+                return options
+            return replace(options, telemetry=replace(telemetry, metadata=carrier))
 
     def _add_args(self, batch: Sequence[_Prepared]) -> list[str | int]:
         args: list[str | int] = [self.keys.job_prefix, self.store.max_events]
@@ -170,6 +188,7 @@ class Queue:
             opts=p.options,
             timestamp=now,
             state=JobState.DELAYED if p.options.delay else JobState.WAITING,
+            _waiter=self.wait_for,
         )
 
     async def _existing(self, job_id: str) -> Job:
@@ -248,6 +267,26 @@ class Queue:
         for (_, future), outcome in zip(batch, outcomes, strict=True):
             if not future.done():
                 future.set_result(outcome)
+
+    async def wait_for(self, job_id: str, timeout_s: float | None = None) -> Any:
+        """The return value of job ``job_id`` once it completes; see :meth:`Job.wait`."""
+        if self._waiters is None:
+            raise InvalidJobState("waiting for a result needs a queue created by a QueueManager")
+        return await self._waiters.wait(self, job_id, timeout_s)
+
+    async def add_and_wait(
+        self,
+        data: Any = None,
+        opts: Mapping[str, Any] | JobOptions | None = None,
+        *,
+        name: str | None = None,
+        timeout_s: float | None = None,
+    ) -> Any:
+        """Add a job and wait for its outcome (:meth:`Job.wait`): the handler's return
+        value, or ``JobFailed`` / ``WaitTimeout``. With a fixed ``job_id`` that exists,
+        waits for the existing job."""
+        job = await self.add(data, opts, name=name)
+        return await self.wait_for(job.id, timeout_s)
 
     async def add_bulk(self, jobs: Iterable[BulkJob | Mapping[str, Any]]) -> list[Job]:
         """Add many jobs in one pipelined round trip. Everything is validated before
@@ -437,7 +476,9 @@ class Queue:
         if not h:
             return None
         found = [s for (s, _), score in zip(zsets, scores, strict=True) if score is not None]
-        return Job.from_hash(self.name, job_id, h, found[0] if found else JobState.WAITING)
+        job = Job.from_hash(self.name, job_id, h, found[0] if found else JobState.WAITING)
+        job._waiter = self.wait_for
+        return job
 
     async def get_job_logs(self, job_id: str, start: int = 0, end: int = 99) -> list[str]:
         """Log lines a processor wrote with ``job.log``, oldest first."""

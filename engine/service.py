@@ -34,7 +34,7 @@ from .api import ApiSettings, AuthConfig, RunTarget, create_app
 from .api.auth import AuthNotConfigured
 from .api.dashboard import setup_dashboard
 from .config import EngineConfig, ScheduleConfig, load_config
-from .connection import DEFAULT_REDIS_URL, RedisSettings
+from .connection import RedisSettings
 from .errors import ScheduleNotFound, StartupCheckError
 from .job import Job
 from .manager import QueueManager
@@ -48,6 +48,7 @@ DEFAULT_PORT = 3001
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_SHUTDOWN_TIMEOUT_S = 30.0
 SETUP_BACKOFF_S = (0.5, 10.0)
+DEFAULT_PROBE = "127.0.0.1:6379"
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,15 +132,26 @@ def private_redis_url(data_dir: str | Path) -> str | None:
     return url if port.isdigit() and ping("127.0.0.1", int(port)) else None
 
 
+def probe_address(env: Mapping[str, str]) -> tuple[str, int]:
+    """``ENGINE_REDIS_PROBE`` (``host:port``), the address tried when REDIS_URL is unset."""
+    raw = env.get("ENGINE_REDIS_PROBE") or DEFAULT_PROBE
+    host, _, port = raw.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) <= 65535:
+        raise ValueError(f"ENGINE_REDIS_PROBE must be host:port, got {raw!r}")
+    return host, int(port)
+
+
 def resolve_redis(env: Mapping[str, str], data_dir: str | Path) -> RedisTarget:
-    """``REDIS_URL``, else 127.0.0.1:6379 if it answers, else a private ``redis-server``."""
+    """``REDIS_URL``, else the probed address (127.0.0.1:6379) if a Redis answers there,
+    else a private ``redis-server``."""
     if env.get("REDIS_URL"):
         settings = RedisSettings.from_env(env)
         return RedisTarget(settings, f"Redis from REDIS_URL ({settings.redacted_url})")
-    if ping("127.0.0.1", 6379):
+    host, port = probe_address(env)
+    if ping(host, port):
         return RedisTarget(
-            RedisSettings.from_env({**env, "REDIS_URL": DEFAULT_REDIS_URL}),
-            "Redis answering on 127.0.0.1:6379 (set REDIS_URL to use another)",
+            RedisSettings.from_env({**env, "REDIS_URL": f"redis://{host}:{port}/0"}),
+            f"Redis answering on {host}:{port} (set REDIS_URL to use another)",
         )
     redis_server_binary()  # RuntimeError with the install hint
     directory = private_redis_dir(data_dir)
@@ -159,7 +171,7 @@ def resolve_redis(env: Mapping[str, str], data_dir: str | Path) -> RedisTarget:
     server.start()
     (directory / "url").write_text(server.url + "\n")
     how = (
-        f"no REDIS_URL and nothing on 127.0.0.1:6379: started a private redis-server on "
+        f"no REDIS_URL and nothing on {host}:{port}: started a private redis-server on "
         f"{server.url} (data and AOF in {directory}; stopped with the service)"
     )
     return RedisTarget(RedisSettings.from_env({**env, "REDIS_URL": server.url}), how, server, lock)

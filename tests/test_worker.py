@@ -434,7 +434,7 @@ async def test_idle_worker_sends_one_command_per_blocking_timeout(
 
         # Stalled recovery (and the idle safety claim it brings) out of the window.
         worker = await m.process("q", handler, block_timeout_s=0.1, stalled_interval_ms=60_000)
-        await wait_for(lambda: asyncio.sleep(0, worker._blocker is not None))
+        await wait_for(lambda: asyncio.sleep(0, worker._exchange._blocker is not None))
         await asyncio.sleep(0.3)
         await m.client.config_resetstat()
         await asyncio.sleep(1.0)  # about ten blocking timeouts
@@ -487,15 +487,15 @@ async def test_a_warm_worker_claims_behind_its_blocking_pop_and_an_idle_one_does
         ran.append(job.data)
 
     worker = await manager.process("q", handler, block_timeout_s=0.2, stalled_interval_ms=60_000)
-    await wait_for(lambda: asyncio.sleep(0, worker._blocker is not None))
+    await wait_for(lambda: asyncio.sleep(0, worker._exchange._blocker is not None))
     asked: list[int] = []
-    real = worker._block
+    real = worker._exchange._block
 
     async def spy(timeout_s: float, count: int) -> tuple[Any, Any]:
         asked.append(count)
         return await real(timeout_s, count)
 
-    worker._block = spy  # type: ignore[method-assign]
+    worker._exchange._block = spy  # type: ignore[method-assign]
     await q.add(1)  # wakes the cold worker: a bare pop, then the claim
     await wait_for(lambda: asyncio.sleep(0, ran == [1]))
     await wait_for(lambda: asyncio.sleep(0, len(asked) >= 1))

@@ -8,6 +8,7 @@ both is refused, so a token signed with HMAC over the public key can never verif
 from __future__ import annotations
 
 import os
+import sys
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -24,14 +25,29 @@ DEFAULT_LEEWAY_S = 30
 MAX_LEEWAY_S = 300
 ADMIN_ROLE = "admin"
 
-SETUP_HINT = (
-    "No JWT key is configured, and the API refuses to run without one.\n"
-    "For local development, create a secret and mint an admin token:\n"
-    "  export ENGINE_JWT_SECRET=\"$(python3 -c 'import secrets; print(secrets.token_hex(32))')\"\n"
-    "  python -m engine token --role admin\n"
-    "In production use ENGINE_JWT_PUBLIC_KEY (PEM text or a file path; RS256 or ES256) and\n"
-    "optionally ENGINE_JWT_AUDIENCE / ENGINE_JWT_ISSUER."
-)
+
+def python_command() -> str:
+    """How to run this interpreter from the current directory (``.venv/bin/python`` under
+    ``make run``): a bare ``python`` outside the virtualenv has no ``engine`` installed."""
+    exe = Path(sys.executable)
+    try:
+        return str(exe.relative_to(Path.cwd()))
+    except ValueError:
+        return str(exe)
+
+
+NEW_SECRET = "import secrets; print(secrets.token_hex(32))"
+
+
+def setup_hint() -> str:
+    return (
+        "No JWT key is configured, and the API refuses to run without one.\n"
+        "For local development, create a secret and mint an admin token:\n"
+        f"  export ENGINE_JWT_SECRET=\"$(python3 -c '{NEW_SECRET}')\"\n"
+        f"  {python_command()} -m engine token --role admin\n"
+        "In production use ENGINE_JWT_PUBLIC_KEY (PEM text or a file path; RS256 or ES256) and\n"
+        "optionally ENGINE_JWT_AUDIENCE / ENGINE_JWT_ISSUER."
+    )
 
 
 class AuthNotConfigured(ValueError):
@@ -131,7 +147,7 @@ class AuthConfig:
                     raise ValueError("ENGINE_JWT_PUBLIC_KEY is neither PEM text nor a file")
                 public = path.read_text()
             return cls.public_key(public, **common)
-        raise AuthNotConfigured(SETUP_HINT)
+        raise AuthNotConfigured(setup_hint())
 
     def verify(self, token: str) -> Principal:
         """Decode and verify ``token``; ``AuthFailed`` with a safe message otherwise."""
