@@ -132,7 +132,11 @@ class Report:
         return not self.violations and not self.error
 
     def replay(self) -> str:
-        return f".venv/bin/python -m tests.model --seed {self.seed} --steps {self.config.steps}"
+        rate = self.config.random_rate
+        extra = f" --random-rate {rate:g}" if rate else ""
+        return (
+            f".venv/bin/python -m tests.model --seed {self.seed} --steps {self.config.steps}{extra}"
+        )
 
     def summary(self) -> str:
         kinds = Counter(v.code for v in self.violations)

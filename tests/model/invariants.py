@@ -365,7 +365,9 @@ class Checker:
                 continue
             expected = {True: {"completed"}, False: {"retrying", "failed"}}.get(att.ended)
             if expected is None:
-                if nxt.name in ("completed", "retrying", "failed"):
+                # A job the worker cannot read fails without its handler (poison job).
+                poison = nxt.name == "failed" and not att.started
+                if nxt.name in ("completed", "retrying", "failed") and not poison:
                     self.flag(
                         "LOST_OUTCOME",
                         att.job,
