@@ -44,6 +44,7 @@ from tests.faults.errors import REDIS_ERRORS
 from tests.faults.proxy import Fault, FaultProxy, Match
 from tests.model import snapshot
 from tests.model.invariants import (
+    FOREIGN,
     AddRecord,
     AdminRecord,
     Checker,
@@ -483,7 +484,7 @@ class ModelRun:
         """A job written the way another (Bull-compatible, newer) producer would: an option
         this engine does not know, or data that is not JSON. It may fail alone; it may not
         stop a worker."""
-        job_id = self._next("foreign-")
+        job_id = self._next(FOREIGN)
         poison = self.rng.choice(("option", "data"))
         opts = '{"lifo":true,"keepLogs":5}' if poison == "option" else ""
         data = '{"p": not json' if poison == "data" else '{"ms": 0}'

@@ -59,6 +59,7 @@ _AFTER: dict[str, frozenset[str]] = {
     "failed": frozenset({"failed"}),
 }
 LIFECYCLE = frozenset({*_AFTER, "retrying", "removed"})
+FOREIGN = "foreign-"  # ids of jobs the driver writes as another producer would
 # Events that start a life of a job id (an add, including a re-add of a removed fixed id).
 BIRTH = frozenset({"waiting", "delayed"})
 
@@ -156,6 +157,8 @@ class Checker:
         self.opts: dict[str, dict[str, Any]] = {}
         self.last: Snapshot | None = None
         self.attempts: dict[tuple[str, int], _Attempt] = {}  # (job, claimed ms)
+        self.attempts_of: dict[str, list[_Attempt]] = defaultdict(list)
+        self.ledger_worker: dict[tuple[str, int], str] = {}  # (job, pon) -> worker name
         self.ledger_starts: dict[tuple[str, int], int] = defaultdict(int)
         self.ledger_ends: dict[tuple[str, int], tuple[bool, float]] = {}
         self.violations: list[Violation] = []
@@ -174,11 +177,20 @@ class Checker:
         return next((w for w in self.workers.values() if w.worker_id == worker_id), None)
 
     def _attempt_for(self, job: str, pon: int) -> _Attempt | None:
-        for delta in (0, -1, 1, -2, 2, -3, 3):
-            found = self.attempts.get((job, pon + delta))
-            if found is not None:
-                return found
-        return None
+        """The claim a handler ran for: the ledger's (job, processed-on) and worker, matched
+        to an `active` event of that worker. The event's id is Redis's clock at the XADD,
+        which may come a little after the script's TIME (a descheduled server), never
+        before it."""
+        name = self.ledger_worker.get((job, pon))
+        life = self.workers.get(name or "")
+        best: _Attempt | None = None
+        for att in self.attempts_of.get(job, ()):
+            if life is not None and att.worker_id != life.worker_id:
+                continue
+            lag = att.claimed_ms - pon
+            if -2 <= lag <= 2000 and (best is None or lag < best.claimed_ms - pon):
+                best = att
+        return best
 
     def healthy_throughout(self, a: float, b: float) -> bool:
         """One worker alive and never frozen over [a, b], and no OOM blip in it: stalled
@@ -197,6 +209,7 @@ class Checker:
             if e.get("p") is not None:
                 self.origin[f"{e['p']}/{e['i']}"].add(str(e["job"]))
             key = (str(e["job"]), int(e["pon"] or 0))
+            self.ledger_worker[key] = str(e.get("w", ""))
             if e["ev"] == "start":
                 self.ledger_starts[key] += 1
             else:
@@ -211,9 +224,9 @@ class Checker:
                 continue
             self.by_job[job].append(ev)
             if ev.name == "active":
-                self.attempts[(job, ev.ms)] = _Attempt(
-                    job, ev.fields.get("worker", ""), ev.ms, len(self.by_job[job]) - 1
-                )
+                att = _Attempt(job, ev.fields.get("worker", ""), ev.ms, len(self.by_job[job]) - 1)
+                self.attempts[(job, ev.ms)] = att
+                self.attempts_of[job].append(att)
 
     # -- the checks -----------------------------------------------------------------
 
@@ -291,8 +304,7 @@ class Checker:
         for job_id, deadline in snap.scores["active"].items():
             h = snap.jobs.get(job_id, {})
             pon = int(h.get("pon", 0) or 0)
-            att = self._attempt_for(job_id, pon)
-            started = att.started if att else self.ledger_starts.get((job_id, pon), 0) > 0
+            started = self.ledger_starts.get((job_id, pon), 0) > 0
             if pon and not started and snap.now_ms - pon > lim.claim_bound_ms:
                 holder = h.get("tok", "?")
                 self.flag(
@@ -304,7 +316,7 @@ class Checker:
                     str(pon),
                 )
             end = self.ledger_ends.get((job_id, pon))
-            life = self.worker_by_id(att.worker_id) if att else None
+            life = self.workers.get(self.ledger_worker.get((job_id, pon), ""))
             outcome_bound = lim.lease_ms + lim.recovery_slack_ms
             if (
                 end is not None
@@ -390,7 +402,9 @@ class Checker:
     def _retention(self, snap: Snapshot, now: float) -> None:
         lim = self.limits
         for state, keep in (("completed", lim.keep_completed), ("failed", lim.keep_failed)):
-            n = len(snap.members[state])
+            # Foreign jobs carry the engine's default retention, not the queue's: they may
+            # sit above the bound until the next job of ours trims the set.
+            n = sum(1 for j in snap.members[state] if not j.startswith(FOREIGN))
             if n > keep:
                 self.flag(
                     "RETENTION", f"({state})", f"{n} {state} jobs kept, bound {keep}", now, str(n)
@@ -535,7 +549,8 @@ class Checker:
             )
 
     def _ran(self, job: str, claimed_ms: int) -> bool:
-        return any(self.ledger_starts.get((job, claimed_ms + d), 0) for d in range(-3, 4))
+        att = self.attempts.get((job, claimed_ms))
+        return att is not None and att.started
 
 
 _TAKEN = frozenset({"stalled", "removed", "released"})
