@@ -15,8 +15,8 @@ import pytest
 
 from tests.model.driver import ModelConfig, run_model
 
-SEEDS = [int(s) for s in os.environ.get("MODEL_SEEDS", "11").split()]
-STEPS = int(os.environ.get("MODEL_STEPS", "80"))
+SEEDS = [int(s) for s in os.environ.get("MODEL_SEEDS", "11 2").split()]
+STEPS = int(os.environ.get("MODEL_STEPS", "70"))
 
 
 @pytest.mark.timeout(170)
