@@ -13,28 +13,29 @@ import orjson
 from engine.keys import QueueKeys
 
 _SNAPSHOT = """
-local base, cursor = ARGV[1], ARGV[2]
+local jobPrefix, logsSuffix, cursor = ARGV[1], ARGV[2], ARGV[3]
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local jobs = {}
-local prefix = base .. 'job:'
-for _, key in ipairs(redis.call('KEYS', prefix .. '*')) do
-  if string.sub(key, -5) ~= ':logs' then
-    jobs[#jobs + 1] = string.sub(key, #prefix + 1)
+for _, key in ipairs(redis.call('KEYS', jobPrefix .. '*')) do
+  local id = string.sub(key, #jobPrefix + 1)
+  local isLogs = logsSuffix ~= '' and string.sub(key, -#logsSuffix) == logsSuffix
+  if not isLogs and redis.call('TYPE', key)['ok'] == 'hash' then
+    jobs[#jobs + 1] = id
     jobs[#jobs + 1] = redis.call('HGETALL', key)
   end
 end
 return {
   now,
-  redis.call('LRANGE', base .. 'wait', 0, -1),
-  redis.call('ZRANGE', base .. 'prioritized', 0, -1),
-  redis.call('ZRANGE', base .. 'active', 0, -1, 'WITHSCORES'),
-  redis.call('ZRANGE', base .. 'delayed', 0, -1, 'WITHSCORES'),
-  redis.call('ZRANGE', base .. 'completed', 0, -1, 'WITHSCORES'),
-  redis.call('ZRANGE', base .. 'failed', 0, -1, 'WITHSCORES'),
-  redis.call('HEXISTS', base .. 'meta', 'paused'),
+  redis.call('LRANGE', KEYS[1], 0, -1),
+  redis.call('ZRANGE', KEYS[2], 0, -1),
+  redis.call('ZRANGE', KEYS[3], 0, -1, 'WITHSCORES'),
+  redis.call('ZRANGE', KEYS[4], 0, -1, 'WITHSCORES'),
+  redis.call('ZRANGE', KEYS[5], 0, -1, 'WITHSCORES'),
+  redis.call('ZRANGE', KEYS[6], 0, -1, 'WITHSCORES'),
+  redis.call('HEXISTS', KEYS[7], 'paused'),
   jobs,
-  redis.call('XRANGE', base .. 'events', '(' .. cursor, '+'),
+  redis.call('XRANGE', KEYS[8], '(' .. cursor, '+'),
 }
 """
 
@@ -87,7 +88,14 @@ def _pairs(flat: list[Any]) -> dict[str, float]:
 
 async def take(client: Any, keys: QueueKeys, cursor: str) -> Snapshot:
     """The queue's state now, with the events after ``cursor`` (a stream id, "0" first)."""
-    raw = await client.eval(_SNAPSHOT, 0, keys.base, cursor)
+    # Key names from QueueKeys (engine/keys.py), so a change of layout follows here.
+    probe = "probe-id"
+    logs_suffix = ""
+    if keys.logs(probe).startswith(keys.job(probe)):
+        logs_suffix = keys.logs(probe)[len(keys.job(probe)) :]
+    names = [keys.wait, keys.prioritized, keys.active, keys.delayed, keys.completed]
+    names += [keys.failed, keys.meta, keys.events]
+    raw = await client.eval(_SNAPSHOT, len(names), *names, keys.job_prefix, logs_suffix, cursor)
     now, wait, prioritized, active, delayed, completed, failed, paused, jobs, events = raw
     scored = {
         "active": _pairs(active),
