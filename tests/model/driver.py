@@ -77,6 +77,8 @@ ADMIN_TARGETS: tuple[Match, ...] = (
     Match(command="EVALSHA"),
 )
 REFUSALS = tuple(REDIS_ERRORS)
+# Real refusals: (code, the config that makes Redis answer it while set to 1).
+BLIPS = (("OOM", "maxmemory"), ("NOREPLICAS", "min-replicas-to-write"))
 
 
 @dataclass(slots=True)
@@ -267,7 +269,7 @@ class ModelRun:
                 out[f"{rec.fault.kind}" if rec.fault.kind != "error" else str(rec.fault)] += 1
         out["freeze"] = sum(len(w.life.stalls) for w in self.workers.values())
         out["kill"] = sum(1 for w in self.workers.values() if w.life.killed is not None)
-        out["oom_blip"] = len(self.check.oom)
+        out["real_refusal"] = len(self.check.refusals)
         return +out
 
     async def _observe(self) -> None:
@@ -389,7 +391,7 @@ class ModelRun:
             (2, self._producer_fault),
             (1, self._admin_fault),
             (4, self._admin_call),
-            (0.7, self._oom_blip),
+            (1.0, self._refusal_blip),
             (0.4 if self.cfg.poison else 0, self._foreign_add),
         ]
         total = sum(w for w, _ in steps)
@@ -488,6 +490,14 @@ class ModelRun:
         poison = self.rng.choice(("option", "data"))
         opts = '{"lifo":true,"keepLogs":5}' if poison == "option" else ""
         data = '{"p": not json' if poison == "data" else '{"ms": 0}'
+        try:
+            await self._write_foreign(job_id, data, opts)
+        except RedisError as exc:  # a real refusal blip: the foreign producer failed
+            self._note(f"foreign add {job_id} refused: {exc}")
+            return
+        self._note(f"foreign add {job_id} ({poison} this engine cannot read)")
+
+    async def _write_foreign(self, job_id: str, data: str, opts: str) -> None:
         k = self.qkeys
         await self.observer.eval(
             """
@@ -502,7 +512,6 @@ class ModelRun:
             """,
             4, k.job(job_id), k.wait, k.events, k.marker, job_id, data, opts,
         )  # fmt: skip
-        self._note(f"foreign add {job_id} ({poison} this engine cannot read)")
 
     async def _wait(self) -> None:
         seconds = self.rng.choice((0.05, 0.1, 0.3, 0.6, 1.0))
@@ -592,20 +601,23 @@ class ModelRun:
         self.admin_proxy.add_rule(fault, match)
         self._note(f"arm {fault} on the admin's next {self._describe(match)}")
 
-    async def _oom_blip(self) -> None:
+    async def _refusal_blip(self) -> None:
+        """Real Redis refuses writes for a moment: OOM (``maxmemory 1``) or NOREPLICAS
+        (``min-replicas-to-write 1``, no replica), as tests/faults/real.py does."""
         seconds = self.rng.uniform(0.2, 0.6)
+        code, setting = self.rng.choice(BLIPS)
         now = time.time()
-        self.check.oom.append((now, now + seconds + 0.1))
-        await self.observer.config_set("maxmemory", 1)
+        self.check.refusals.append((now, now + seconds + 0.1))
+        await self.observer.config_set(setting, 1)
 
         async def heal() -> None:
             await asyncio.sleep(seconds)
-            await self.observer.config_set("maxmemory", 0)
+            await self.observer.config_set(setting, 0)
 
         task = asyncio.ensure_future(heal())
         self._background.add(task)
         task.add_done_callback(self._background.discard)
-        self._note(f"real OOM for {seconds:.2f}s (maxmemory 1)")
+        self._note(f"real {code} for {seconds:.2f}s ({setting} 1)")
 
     async def _resume(self) -> None:
         await self._admin("resume", "", self.admin_queue.resume)
@@ -677,8 +689,9 @@ class ModelRun:
         for w in self.workers.values():
             w.life.stalls = [(a, min(b, time.time()), lossy) for a, b, lossy in w.life.stalls]
         await asyncio.gather(*self._background, return_exceptions=True)
-        await self.observer.config_set("maxmemory", 0)
-        self.check.oom = [(a, min(b, time.time())) for a, b in self.check.oom]
+        for _, setting in BLIPS:
+            await self.observer.config_set(setting, 0)
+        self.check.refusals = [(a, min(b, time.time())) for a, b in self.check.refusals]
         await self.admin_queue.resume("drain")
         if not self._live():
             await self._start_worker()

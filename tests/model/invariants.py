@@ -147,7 +147,7 @@ class Checker:
     def __init__(self, limits: Limits) -> None:
         self.limits = limits
         self.workers: dict[str, WorkerLife] = {}  # by name
-        self.oom: list[tuple[float, float]] = []
+        self.refusals: list[tuple[float, float]] = []  # real OOM / NOREPLICAS windows
         self.adds: dict[str, AddRecord] = {}
         self.admin: list[AdminRecord] = []
         self.events: list[Event] = []
@@ -193,9 +193,9 @@ class Checker:
         return best
 
     def healthy_throughout(self, a: float, b: float) -> bool:
-        """One worker alive and never frozen over [a, b], and no OOM blip in it: stalled
+        """One worker alive and never frozen over [a, b], and no real refusal in it: stalled
         recovery had every chance to run."""
-        if any(s < b and e > a for s, e in self.oom):
+        if any(s < b and e > a for s, e in self.refusals):
             return False
         return any(
             w.alive(a) and w.alive(b) and not w.stalled_during(a, b, lossy_only=False)
@@ -324,7 +324,7 @@ class Checker:
                 and life is not None
                 and not life.disrupted(end[1], now)
                 and not life.stalled_during(end[1], now, lossy_only=False)
-                and not any(s < now and e > end[1] for s, e in self.oom)
+                and not any(s < now and e > end[1] for s, e in self.refusals)
             ):
                 self.flag(
                     "LOST_OUTCOME",
