@@ -566,13 +566,16 @@ class ModelRun:
 
     def _fault(self, targets: tuple[Match, ...], delay_s: float) -> tuple[Match, Fault]:
         match = targets[int(self.rng.random() * len(targets))]
-        kind = self.rng.choice(("delay", "cut", "reset", "error", "error"))
+        kind = self.rng.choice(("delay", "cut", "reset", "error", "error", "stall"))
         code = REFUSALS[int(self.rng.random() * len(REFUSALS))]
         fault = {
             "delay": Fault.delay(delay_s),
             "cut": Fault.cut(),
             "reset": Fault.reset(),
             "error": Fault.refuse(code),
+            # Shorter than the socket timeout: the call is only slow (a stall past it is
+            # a freeze, see _worker_freeze).
+            "stall": Fault.stall(self.cfg.socket_timeout_s * 0.6),
         }[kind]
         return match, fault
 
