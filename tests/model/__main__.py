@@ -22,6 +22,7 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--random-rate", type=float, default=0.0)
     parser.add_argument("--stop-on-violation", action="store_true")
+    parser.add_argument("--calm", action="store_true", help="no faults: the baseline")
     parser.add_argument("--quiet", action="store_true", help="summaries only")
     args = parser.parse_args()
     failed = 0
@@ -30,6 +31,7 @@ def main() -> int:
             steps=args.steps,
             random_rate=args.random_rate,
             stop_on_violation=args.stop_on_violation,
+            calm=args.calm,
         )
         report = asyncio.run(run_model(seed, config))
         print(report.summary() if args.quiet and report.ok else report.format(), flush=True)

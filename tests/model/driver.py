@@ -100,6 +100,9 @@ class ModelConfig:
     shutdown_bound_s: float = 20.0
     random_rate: float = 0.0  # background random faults on every worker's commands
     poison: bool = True  # foreign (Bull-shaped) jobs the engine cannot read
+    # Calm: no fault, kill, freeze, blip, foreign job nor `removeOn*: true` (whose Bull
+    # meaning the engine breaks today): the baseline every invariant must hold on.
+    calm: bool = False
     stop_on_violation: bool = False
     worker_options: dict[str, Any] = field(
         default_factory=lambda: json.loads(os.environ.get("MODEL_WORKER_OPTIONS", "{}"))
@@ -394,6 +397,17 @@ class ModelRun:
             (1.0, self._refusal_blip),
             (0.4 if self.cfg.poison else 0, self._foreign_add),
         ]
+        if self.cfg.calm:
+            faulty = {
+                self._worker_kill,
+                self._worker_freeze,
+                self._worker_fault,
+                self._producer_fault,
+                self._admin_fault,
+                self._refusal_blip,
+                self._foreign_add,
+            }
+            steps = [(0 if step in faulty else w, step) for w, step in steps]
         total = sum(w for w, _ in steps)
         pick = self.rng.random() * total
         step = steps[-1][1]
@@ -418,9 +432,9 @@ class ModelRun:
             opts["delay"] = r.choice((100, 400, 1500))
         if r.random() < 0.3:
             opts["priority"] = r.randint(1, 3)
-        if r.random() < 0.1:
+        if r.random() < 0.1 and not self.cfg.calm:
             opts["removeOnComplete"] = True
-        if r.random() < 0.1:
+        if r.random() < 0.1 and not self.cfg.calm:
             opts["removeOnFail"] = True
         return data, opts
 

@@ -462,12 +462,14 @@ class Checker:
                     e.name == "cleaned" and e.fields.get("state") == last.name and e.ms >= last.ms
                     for e in self.events
                 )
+                # Not older: a finished set is ordered by finish ms, ties by id, so a job
+                # finished in the same ms as this one may outlast it.
                 newer = sum(
                     1
                     for e in self.events
                     if e.name == last.name
                     and e.ms >= last.ms
-                    and e.id > last.id
+                    and e.id != last.id
                     and self._keeps(e.job or "", option)
                 )
                 if cleaned or newer >= keep:
