@@ -9,16 +9,17 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from . import tracing
 from .connection import execute_acked
 from .errors import InvalidJobState, JobNotFound, ReplicationTimeout, raise_for_code
 from .job import DEFAULT_JOB_NAME, Job, JobState
 from .keys import QueueKeys, validate_queue_name
-from .options import JobOptions
+from .options import JobOptions, Telemetry
 from .scripts import LuaScript, execute
 from .store import Store
 
@@ -135,6 +136,8 @@ class Queue:
         self, data: Any, opts: Mapping[str, Any] | JobOptions | None, name: str | None
     ) -> _Prepared:
         options = JobOptions.parse(opts, self.default_job_options)
+        if tracing.ENABLED:
+            options = self._traced(options)
         job_name = DEFAULT_JOB_NAME if name is None else name
         if not isinstance(job_name, str) or not job_name or len(job_name) > MAX_JOB_NAME_LEN:
             raise ValueError(f"job name must be 1-{MAX_JOB_NAME_LEN} characters")
@@ -147,6 +150,16 @@ class Queue:
             options.priority,
         ]
         return _Prepared(job_name, data, options, args)
+
+    def _traced(self, options: JobOptions) -> JobOptions:
+        """Carry the producer's trace context to the worker (``opts.telemetry.metadata``)."""
+        telemetry = options.telemetry or Telemetry()
+        if telemetry.omit_context or telemetry.metadata is not None:
+            return options
+        with tracing.producing(self.name) as carrier:
+            if carrier is None:
+                return options
+            return replace(options, telemetry=replace(telemetry, metadata=carrier))
 
     def _add_args(self, batch: Sequence[_Prepared]) -> list[str | int]:
         args: list[str | int] = [self.keys.job_prefix, self.store.max_events]

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from redis.asyncio import Redis
 from redis.exceptions import ReadOnlyError, ResponseError
 
+from .. import tracing
 from ..connection import create_client
 from ..scripts import execute
 from .attempt import Finish
@@ -125,7 +126,7 @@ class Exchange:
         w = self.worker
         while True:
             w._wake.clear()
-            if w._closing and not w._pending and w._busy == 0 and not self._inflight:
+            if w._closing and not w._pending and not self._inflight and not w.handling():
                 return
             backoff_s = self._backoff_until - time.monotonic()
             if len(self._inflight) < self._depth and backoff_s <= 0:
@@ -326,6 +327,13 @@ class Exchange:
             self._queue_empty = True
         if jobs:
             self._warm = True
+            if tracing.ENABLED:
+                attributes = {
+                    "engine.queue": self.worker.queue_name,
+                    "engine.claim.jobs": len(jobs),
+                }
+                with tracing.span(f"claim {self.worker.queue_name}", attributes):
+                    pass  # marks the claim in the trace; each job's own span follows
         for raw in jobs:
             self.worker._runner.start(raw, int(now_ms))
 
