@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint bench install redis-check clean chaos
+.PHONY: run test lint bench install redis-check clean chaos cron-diff
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,14 @@ CHAOS_FIGURES ?= artifacts/chaos-figures.txt
 chaos: $(STAMP) redis-check
 	mkdir -p $(dir $(CHAOS_FIGURES))
 	CHAOS_LONG=1 CHAOS_FIGURES=$(abspath $(CHAOS_FIGURES)) $(BIN)/python -m pytest -q -p no:cacheprovider -s -m chaos tests/chaos/test_chaos_long.py $(PYTEST_ARGS)
+
+# engine.cron against cronsim and cron-parser (npm, installed into tests/cron_node by npm ci):
+# CRON_DIFF_CASES random cases per seed, mostly on DST transitions; prints the figures.
+CRON_DIFF_SEEDS ?= 1,2,3,4
+CRON_DIFF_CASES ?= 1500
+cron-diff: $(STAMP)
+	cd tests/cron_node && npm ci --no-audit --no-fund --silent
+	$(BIN)/python -m tests.cron_differential --node --seeds $(CRON_DIFF_SEEDS) --cases $(CRON_DIFF_CASES)
 
 lint: $(STAMP)
 	$(BIN)/ruff check engine tests bench
