@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint bench install redis-check browser-check clean chaos
+.PHONY: run test lint bench install redis-check browser-check clean chaos fuzz cron-diff
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,23 @@ CHAOS_FIGURES ?= artifacts/chaos-figures.txt
 chaos: $(STAMP) redis-check
 	mkdir -p $(dir $(CHAOS_FIGURES))
 	CHAOS_LONG=1 CHAOS_FIGURES=$(abspath $(CHAOS_FIGURES)) $(BIN)/python -m pytest -q -p no:cacheprovider -s -m chaos tests/chaos/test_chaos_long.py $(PYTEST_ARGS)
+
+# The long model-based run (minutes): producers, workers, admin calls and faults in a random
+# order per seed, every invariant checked after every step (tests/model/). Replay one seed
+# with `make fuzz FUZZ_SEEDS=17`; exits non-zero if any seed breaks an invariant.
+FUZZ_SEEDS ?= 101 102 103 104 105
+FUZZ_STEPS ?= 300
+FUZZ_RANDOM_RATE ?= 0.01
+fuzz: $(STAMP) redis-check
+	$(BIN)/python -m tests.model --steps $(FUZZ_STEPS) --random-rate $(FUZZ_RANDOM_RATE) $(foreach s,$(FUZZ_SEEDS),--seed $(s))
+
+# engine.cron against cronsim and cron-parser (npm, installed into tests/cron_node by npm ci):
+# CRON_DIFF_CASES random cases per seed, mostly on DST transitions; prints the figures.
+CRON_DIFF_SEEDS ?= 1,2,3,4
+CRON_DIFF_CASES ?= 1500
+cron-diff: $(STAMP)
+	cd tests/cron_node && npm ci --no-audit --no-fund --silent
+	$(BIN)/python -m tests.cron_differential --node --seeds $(CRON_DIFF_SEEDS) --cases $(CRON_DIFF_CASES)
 
 lint: $(STAMP)
 	$(BIN)/ruff check engine tests bench

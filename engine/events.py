@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import RedisError
 
+from .tasks import stop_task
+
 if TYPE_CHECKING:
     from .manager import QueueManager
 
@@ -52,9 +54,6 @@ class Event:
 
 
 Listener = Callable[[Sequence[Event]], None]
-
-
-STOP_RECHECK_S = 0.5
 
 
 class EventFeed:
@@ -106,16 +105,7 @@ class EventFeed:
 
     async def stop(self) -> None:
         task, self._task = self._task, None
-        if task is None:
-            return
-        # A cancellation can be lost inside a blocking redis-py read (seen on Python 3.11:
-        # the feed read on with cancelling() == 1 and shutdown hung): ask again until the
-        # task has ended.
-        while not task.done():
-            task.cancel()
-            await asyncio.wait({task}, timeout=STOP_RECHECK_S)
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await stop_task(task)
 
     async def _track_new_queues(self) -> dict[str, str]:
         """Stream key -> queue name for every queue of the manager.

@@ -44,6 +44,7 @@ from ...manager import QueueManager
 from ...metrics import Event
 from ...queue import Queue
 from ...scheduler import get_schedule_state, run_schedule_now
+from ...tasks import stop_task
 from ..auth import AuthConfig, AuthFailed, Principal
 from ..errors import ApiError, error_response
 from ..handlers.jobs import act_on_job
@@ -150,10 +151,7 @@ class LiveHub:
         for client in list(self.clients):
             with contextlib.suppress(asyncio.QueueFull):
                 client.put_nowait(None)
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await stop_task(self._task)
 
     async def _run(self) -> None:
         while True:
