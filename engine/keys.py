@@ -116,6 +116,11 @@ class QueueKeys:
         return self._k("schedules")
 
     @property
+    def schedules_aside(self) -> str:
+        """Set of schedule names set aside: their stored definition cannot be read here."""
+        return self._k("schedules-aside")
+
+    @property
     def lease(self) -> str:
         return self._k("lease")
 

@@ -109,7 +109,8 @@ async def init_scheduler(
     d = sc.definition
     m.create_queue(d.queue, d.options)
     result = await upsert_schedule(m.store, d)
-    m.start_scheduler(d.queue, cfg.lease)
+    # Kept registered from now on: a schedule lost with Redis's data comes back.
+    m.start_scheduler(d.queue, cfg.lease).declare(d, result.stored_at_ms)
     processor = sc.load_processor()
     running = _workers.setdefault(m, set())
     if worker and processor is not None and d.queue not in running:

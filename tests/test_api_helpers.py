@@ -60,6 +60,7 @@ class Api:
     base: str
     session: aiohttp.ClientSession
     manager: QueueManager
+    app: web.Application | None = None
 
     def token(self, role: str | None = "admin", sub: str = "tester", **claims: Any) -> str:
         if not claims:
@@ -120,6 +121,6 @@ async def serve(
     port = runner.addresses[0][1]
     try:
         async with aiohttp.ClientSession() as session:
-            yield Api(f"http://127.0.0.1:{port}", session, manager)
+            yield Api(f"http://127.0.0.1:{port}", session, manager, app)
     finally:
         await runner.cleanup()

@@ -12,6 +12,7 @@ from engine.scheduler import (
     define_schedule,
     get_schedule_state,
     plan_fires,
+    remove_schedule,
     run_schedule_now,
     server_time_ms,
     set_schedule_paused,
@@ -289,6 +290,19 @@ async def test_pause_stops_fires_and_resume_does_not_catch_up(store, schedulers)
     await wait_for(lambda: _ledger_reaches(store, resumed_at + 100))
     during = [t for t, _, _, _ in await ledger(store) if paused_at + 100 < t < resumed_at]
     assert during == []  # neither fired nor missed
+
+
+async def test_remove_deletes_the_schedule_and_its_ledger(store, schedulers):
+    await upsert_schedule(store, every(100))
+    schedulers(instance_id="a")
+    await wait_for(lambda: _count_fired(store, 1))
+    k = store.keys("q")
+    assert await remove_schedule(store, "q", "tick", actor="ops")
+    assert await store.client.exists(k.schedule("tick"), k.schedule_ledger("tick")) == 0
+    assert await store.client.zscore(k.schedules, "tick") is None
+    events = [f for _, f in await store.client.xrange(k.events) if f["event"] == "schedule"]
+    assert events[-1] == {"event": "schedule", "schedule": "tick", "action": "removed", "by": "ops"}
+    assert not await remove_schedule(store, "q", "tick")
 
 
 async def test_run_now_adds_an_out_of_band_job_and_keeps_the_schedule(manager, store):
