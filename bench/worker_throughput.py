@@ -16,7 +16,7 @@ import statistics
 import time
 from typing import Any
 
-import engine.worker
+import engine.worker.exchange
 from engine import Job, QueueManager
 from engine.redis_server import RedisServer
 
@@ -26,7 +26,7 @@ class _Counter:
 
     def __init__(self) -> None:
         self.calls = 0
-        self._real = engine.worker.execute
+        self._real = engine.worker.exchange.execute
 
     async def __call__(self, pipe: Any) -> list[Any]:
         self.calls += 1
@@ -53,7 +53,7 @@ async def throughput(url: str, concurrency: int, jobs: int) -> dict[str, float]:
             done.set()
 
     counter = _Counter()
-    engine.worker.execute = counter  # type: ignore[assignment]
+    engine.worker.exchange.execute = counter  # type: ignore[assignment]
     commands_before = await _commands(manager)
     cpu0, t0 = time.process_time(), time.perf_counter()
     await manager.process("noop", handler, concurrency=concurrency, fetch_batch=concurrency)
@@ -63,7 +63,7 @@ async def throughput(url: str, concurrency: int, jobs: int) -> dict[str, float]:
         await asyncio.sleep(0.001)
     elapsed, cpu = time.perf_counter() - t0, time.process_time() - cpu0
     commands = await _commands(manager) - commands_before - 1
-    engine.worker.execute = counter._real  # type: ignore[assignment]
+    engine.worker.exchange.execute = counter._real  # type: ignore[assignment]
     await manager.close_all()
     return {
         "jobs_s": jobs / elapsed,

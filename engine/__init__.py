@@ -5,6 +5,7 @@ from .connection import RedisSettings
 from .errors import (
     EngineError,
     InvalidJobState,
+    JobFailed,
     JobNotFound,
     LeaseLost,
     QueueNotFound,
@@ -12,11 +13,13 @@ from .errors import (
     ScheduleNotFound,
     StartupCheckError,
     UnrecoverableError,
+    WaitTimeout,
 )
+from .events import EventFeed
 from .job import Job, JobState
 from .lock import LeaderLease, LeaseConfig
 from .manager import QueueManager
-from .metrics import EngineMetrics, EventFeed
+from .metrics import EngineMetrics
 from .options import Backoff, JobOptions, Retention
 from .queue import BulkJob, Queue, QueueStats
 from .scheduler import (
@@ -40,6 +43,7 @@ __all__ = [
     "EventFeed",
     "InvalidJobState",
     "Job",
+    "JobFailed",
     "JobNotFound",
     "JobOptions",
     "JobState",
@@ -60,6 +64,7 @@ __all__ = [
     "Scheduler",
     "StartupCheckError",
     "UnrecoverableError",
+    "WaitTimeout",
     "WebhookConfig",
     "Worker",
     "WorkerOptions",

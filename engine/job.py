@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Protocol
@@ -24,6 +24,13 @@ class JobState(StrEnum):
     DELAYED = "delayed"
     COMPLETED = "completed"
     FAILED = "failed"
+    # A job hash in none of the structures above: a lost job, never listed nor counted as a
+    # state; Queue.check_consistency counts them.
+    ORPHANED = "orphaned"
+
+
+# The states a queue lists and counts (every one but ORPHANED, which no structure holds).
+LISTED_STATES: tuple[JobState, ...] = tuple(s for s in JobState if s is not JobState.ORPHANED)
 
 
 def _opt_int(value: str | None) -> int | None:
@@ -34,8 +41,44 @@ def _json(value: str | None, default: Any = None) -> Any:
     return default if value is None or value == "" else orjson.loads(value)
 
 
+class UnreadableJob(ValueError):
+    """A stored job field cannot be read (bad JSON, an invalid option value): ``field``
+    names it. A worker fails such a job alone, without running it."""
+
+    def __init__(self, field: str, problem: str) -> None:
+        super().__init__(f"cannot read job field {field!r}: {problem}")
+        self.field = field
+
+
+def read_field(field: str, value: str | None, default: Any = None) -> Any:
+    """The JSON value of a stored field; ``UnreadableJob`` naming it if it is not JSON."""
+    try:
+        return _json(value, default)
+    except orjson.JSONDecodeError as exc:
+        raise UnreadableJob(field, f"invalid JSON ({exc})") from None
+
+
+def read_options(value: str | None) -> JobOptions:
+    """The options stored in ``opts`` (unknown names ignored, see ``JobOptions.from_json``);
+    ``UnreadableJob`` naming ``opts`` (and the option) if they cannot be used."""
+    raw = read_field("opts", value, {})
+    try:
+        return JobOptions.from_json(raw)
+    except ValueError as exc:
+        raise UnreadableJob("opts", str(exc)) from None
+
+
+def read_int(field: str, value: str | None, default: int = 0) -> int:
+    if value is None or value == "":
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        raise UnreadableJob(field, f"not an integer: {value[:50]!r}") from None
+
+
 class JobRuntime(Protocol):
-    """What a worker binds to a job it runs (see ``engine/worker.py``)."""
+    """What a worker binds to a job it runs (see ``engine/worker/attempt.py``)."""
 
     async def update_progress(self, progress: Any) -> None: ...
 
@@ -66,6 +109,22 @@ class Job:
     return_value: Any = None
     state: JobState | None = None
     _runtime: JobRuntime | None = field(default=None, repr=False, compare=False)
+    # Set by the Queue that produced this object: how to wait for the job's outcome.
+    _waiter: Callable[[str, float | None], Awaitable[Any]] | None = field(
+        default=None, repr=False, compare=False
+    )
+
+    async def wait(self, timeout_s: float | None = None) -> Any:
+        """The handler's return value once this job completes (BullMQ's
+        ``waitUntilFinished``, arq's ``job.result()``), whichever instance runs it.
+
+        Raises ``JobFailed`` with the reason if it fails for good, ``JobNotFound`` if it
+        is removed, ``WaitTimeout`` after ``timeout_s`` (the job itself goes on)."""
+        if self._waiter is None:
+            raise InvalidJobState(
+                f"cannot wait: job {self.id} was not obtained from a QueueManager's queue"
+            )
+        return await self._waiter(self.id, timeout_s)
 
     async def update_progress(self, progress: Any) -> None:
         """Set the progress of this running job: 0..100 or any JSON value (event
@@ -86,13 +145,23 @@ class Job:
     def from_hash(
         cls, queue: str, job_id: str, h: Mapping[str, str], state: JobState | None = None
     ) -> Job:
-        """Build from the fields of ``job:<id>`` (see docs/ARCHITECTURE.md)."""
+        """Build from the fields of ``job:<id>`` (see docs/ARCHITECTURE.md). A field that
+        cannot be read never makes the job unreadable: ``data`` is then its raw text and
+        ``opts`` the defaults (a worker fails such a job, naming the field)."""
+        try:
+            data = read_field("data", h.get("data"))
+        except UnreadableJob:
+            data = h.get("data")
+        try:
+            opts = read_options(h.get("opts"))
+        except UnreadableJob:
+            opts = JobOptions()
         return cls(
             id=job_id,
             queue=queue,
             name=h.get("name", DEFAULT_JOB_NAME),
-            data=_json(h.get("data")),
-            opts=JobOptions.from_json(_json(h.get("opts"), {})),
+            data=data,
+            opts=opts,
             timestamp=int(h.get("ts", 0)),
             attempts_made=int(h.get("atm", 0)),
             stalled_count=int(h.get("stc", 0)),

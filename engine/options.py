@@ -6,12 +6,15 @@ everything past this module works with the frozen dataclasses only.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from .keys import validate_job_id
+
+logger = logging.getLogger("engine.options")
 
 MAX_PRIORITY = 2_097_151  # priority * 2**32 + sequence must stay exact in a double
 MAX_DELAY_MS = 10 * 365 * 24 * 3600 * 1000
@@ -28,6 +31,44 @@ _ALIASES = {
     "removeOnComplete": "remove_on_complete",
     "removeOnFail": "remove_on_fail",
 }
+# Options of Bull / BullMQ this engine does not implement, and which change nothing a
+# consumer relies on (ordering hints, log and trace limits, bookkeeping): accepted and
+# ignored, with one warning per name per process, so Bull-shaped producers keep working.
+BULL_IGNORED = frozenset(
+    {
+        "lifo",
+        "keepLogs",
+        "stackTraceLimit",
+        "sizeLimit",
+        "timestamp",
+        "prevMillis",
+        "preventParsingData",
+        "rateLimiterKey",
+        "failParentOnFailure",
+        "ignoreDependencyOnFailure",
+        "removeDependencyOnFailure",
+        "continueParentOnFailure",
+    }
+)
+# Bull / BullMQ options whose meaning a job would silently lose: refused when adding.
+BULL_REFUSED = {
+    "repeat": "use a schedule ([[schedules]] in engine.toml, or Queue.upsert_schedule)",
+    "repeatJobKey": "use a schedule",
+    "parent": "job flows are not supported",
+    "deduplication": "use a fixed jobId",
+    "debounce": "use a fixed jobId",
+}
+_warned: set[str] = set()
+
+
+def _ignore(name: str, why: str) -> None:
+    if name not in _warned:
+        _warned.add(name)
+        logger.warning(
+            "Job option %r is not supported by this engine and is ignored (%s)", name, why
+        )
+
+
 _FIELDS = (
     "attempts",
     "backoff",
@@ -37,6 +78,7 @@ _FIELDS = (
     "timeout",
     "remove_on_complete",
     "remove_on_fail",
+    "telemetry",
 )
 
 
@@ -150,6 +192,41 @@ class Retention:
 
 
 @dataclass(frozen=True, slots=True)
+class Telemetry:
+    """BullMQ's ``telemetry`` option: ``metadata`` is the trace context carried from the add
+    to the worker (set by ``engine.tracing`` when the ``otel`` extra is installed);
+    ``omitContext`` leaves the job out of the producer's trace."""
+
+    metadata: str | None = None
+    omit_context: bool = False
+
+    @classmethod
+    def parse(cls, value: Any) -> Telemetry:
+        if isinstance(value, Telemetry):
+            return value
+        if not isinstance(value, Mapping):
+            raise ValueError(f"telemetry must be an object, got {value!r}")
+        unknown = set(value) - {"metadata", "omitContext"}
+        if unknown:
+            raise ValueError(f"telemetry has unknown field(s): {', '.join(sorted(unknown))}")
+        metadata = value.get("metadata")
+        if metadata is not None and (not isinstance(metadata, str) or len(metadata) > 4096):
+            raise ValueError("telemetry.metadata must be a string of at most 4096 characters")
+        omit = value.get("omitContext", False)
+        if not isinstance(omit, bool):
+            raise ValueError(f"telemetry.omitContext must be true or false, got {omit!r}")
+        return cls(metadata, omit)
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if self.metadata is not None:
+            out["metadata"] = self.metadata
+        if self.omit_context:
+            out["omitContext"] = True
+        return out
+
+
+@dataclass(frozen=True, slots=True)
 class JobOptions:
     """Options of one job. Build with :meth:`parse`; the constructor does not validate."""
 
@@ -163,14 +240,22 @@ class JobOptions:
         default_factory=lambda: Retention(count=DEFAULT_KEEP_COMPLETED)
     )
     remove_on_fail: Retention = field(default_factory=lambda: Retention(count=DEFAULT_KEEP_FAILED))
+    telemetry: Telemetry | None = None
 
     @classmethod
     def parse(
-        cls, value: Mapping[str, Any] | JobOptions | None = None, base: JobOptions | None = None
+        cls,
+        value: Mapping[str, Any] | JobOptions | None = None,
+        base: JobOptions | None = None,
+        *,
+        stored: bool = False,
     ) -> JobOptions:
         """Validate an option mapping (snake_case or camelCase) on top of ``base`` defaults.
 
-        Raises ``ValueError`` naming the first unknown or invalid field.
+        Raises ``ValueError`` naming the first unknown or invalid field. Bull options listed
+        in ``BULL_IGNORED`` are ignored with a warning. With ``stored`` (options read back
+        from Redis, possibly written by a newer producer) every unknown name is ignored
+        with a warning, so a job never fails for an option this version does not know.
         """
         base = base or cls()
         if value is None:
@@ -183,6 +268,16 @@ class JobOptions:
         for raw_key, raw in value.items():
             key = _ALIASES.get(raw_key, raw_key)
             if key not in _FIELDS:
+                if raw_key in BULL_IGNORED:
+                    _ignore(raw_key, "a Bull option without effect here")
+                    continue
+                if stored:
+                    _ignore(str(raw_key), "stored by another producer")
+                    continue
+                if raw_key in BULL_REFUSED:
+                    raise ValueError(
+                        f"job option {raw_key!r} (Bull) is not supported: {BULL_REFUSED[raw_key]}"
+                    )
                 raise ValueError(f"unknown job option {raw_key!r}")
             if key in changes:
                 raise ValueError(f"job option {key!r} given twice")
@@ -209,12 +304,17 @@ class JobOptions:
             out["removeOnComplete"] = self.remove_on_complete.to_json()
         if self.remove_on_fail != default.remove_on_fail:
             out["removeOnFail"] = self.remove_on_fail.to_json()
+        if self.telemetry is not None and self.telemetry.to_json():
+            out["telemetry"] = self.telemetry.to_json()
         return out
 
     @classmethod
     def from_json(cls, stored: Mapping[str, Any]) -> JobOptions:
-        """Rebuild options stored by :meth:`to_json` (trusted: written by the engine)."""
-        return cls.parse(stored)
+        """Rebuild options stored in a job hash: unknown names are ignored with a warning;
+        a known one with an invalid value raises ``ValueError`` naming it."""
+        if not isinstance(stored, Mapping):
+            raise ValueError(f"job options must be a mapping, got {type(stored).__name__}")
+        return cls.parse(stored, stored=True)
 
 
 def _parse_field(key: str, raw: Any) -> Any:
@@ -230,4 +330,6 @@ def _parse_field(key: str, raw: Any) -> Any:
         return None if raw is None else validate_job_id(raw if isinstance(raw, str) else str(raw))
     if key == "timeout":
         return None if raw is None else _int("timeout", raw, 1, MAX_TIMEOUT_MS)
+    if key == "telemetry":
+        return None if raw is None else Telemetry.parse(raw)
     return Retention.parse(key, raw)

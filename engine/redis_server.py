@@ -64,7 +64,9 @@ class RedisServer:
     ) -> None:
         self.port = port or free_port()
         self._own_dir = data_dir is None
-        self.data_dir = Path(data_dir or tempfile.mkdtemp(prefix="engine-redis-"))
+        # Absolute: redis-server changes into --dir before it opens --logfile, so a relative
+        # path would be resolved twice (``var/redis/var/redis/redis.log``) and fail.
+        self.data_dir = Path(data_dir or tempfile.mkdtemp(prefix="engine-redis-")).resolve()
         self.persistence = persistence
         self.extra_args = extra_args
         self.process: subprocess.Popen[bytes] | None = None
@@ -103,19 +105,33 @@ class RedisServer:
     def start(self, timeout_s: float = 10.0) -> RedisServer:
         """Start the server and wait until it answers PING."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.process = subprocess.Popen(
-            self._args(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
+        # What redis-server prints before its log file is open (a bad argument, a log path
+        # it cannot open) goes to stderr: keep it for the error message.
+        with (self.data_dir / "redis.stderr").open("wb") as stderr:
+            self.process = subprocess.Popen(self._args(), stdout=subprocess.DEVNULL, stderr=stderr)
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                log = (self.data_dir / "redis.log").read_text(errors="replace")[-2000:]
-                raise RuntimeError(f"redis-server exited at start on port {self.port}:\n{log}")
+                raise RuntimeError(
+                    f"redis-server exited at start on port {self.port} "
+                    f"(exit code {self.process.returncode}):\n{self.log_tail()}"
+                )
             if self._answers():
                 return self
             time.sleep(0.01)
         self.stop()
         raise RuntimeError(f"redis-server did not answer on port {self.port} in {timeout_s}s")
+
+    def log_tail(self, lines: int = 10) -> str:
+        """The end of the server's log file, else of its stderr, else a note saying so."""
+        for name in ("redis.log", "redis.stderr"):
+            try:
+                text = (self.data_dir / name).read_text(errors="replace").strip()
+            except OSError:
+                continue
+            if text:
+                return "\n".join(text.splitlines()[-lines:])
+        return f"(no output in {self.data_dir / 'redis.log'} or redis.stderr)"
 
     def _signal(self, sig: int) -> None:
         if self.process is not None and self.process.poll() is None:

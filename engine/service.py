@@ -32,9 +32,10 @@ from . import schedulers
 from .alerts import setup_alerts
 from .api import ApiSettings, AuthConfig, RunTarget, create_app
 from .api.auth import AuthNotConfigured
-from .api.dashboard import setup_dashboard
+from .api.dashboard import DashboardConfig, setup_dashboard
+from .api.server import EdgeRunner, HttpLimits
 from .config import EngineConfig, ScheduleConfig, load_config
-from .connection import DEFAULT_REDIS_URL, RedisSettings
+from .connection import RedisSettings
 from .errors import ScheduleNotFound, StartupCheckError
 from .job import Job
 from .manager import QueueManager
@@ -48,6 +49,7 @@ DEFAULT_PORT = 3001
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_SHUTDOWN_TIMEOUT_S = 30.0
 SETUP_BACKOFF_S = (0.5, 10.0)
+DEFAULT_PROBE = "127.0.0.1:6379"
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,15 +133,26 @@ def private_redis_url(data_dir: str | Path) -> str | None:
     return url if port.isdigit() and ping("127.0.0.1", int(port)) else None
 
 
+def probe_address(env: Mapping[str, str]) -> tuple[str, int]:
+    """``ENGINE_REDIS_PROBE`` (``host:port``), the address tried when REDIS_URL is unset."""
+    raw = env.get("ENGINE_REDIS_PROBE") or DEFAULT_PROBE
+    host, _, port = raw.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) <= 65535:
+        raise ValueError(f"ENGINE_REDIS_PROBE must be host:port, got {raw!r}")
+    return host, int(port)
+
+
 def resolve_redis(env: Mapping[str, str], data_dir: str | Path) -> RedisTarget:
-    """``REDIS_URL``, else 127.0.0.1:6379 if it answers, else a private ``redis-server``."""
+    """``REDIS_URL``, else the probed address (127.0.0.1:6379) if a Redis answers there,
+    else a private ``redis-server``."""
     if env.get("REDIS_URL"):
         settings = RedisSettings.from_env(env)
         return RedisTarget(settings, f"Redis from REDIS_URL ({settings.redacted_url})")
-    if ping("127.0.0.1", 6379):
+    host, port = probe_address(env)
+    if ping(host, port):
         return RedisTarget(
-            RedisSettings.from_env({**env, "REDIS_URL": DEFAULT_REDIS_URL}),
-            "Redis answering on 127.0.0.1:6379 (set REDIS_URL to use another)",
+            RedisSettings.from_env({**env, "REDIS_URL": f"redis://{host}:{port}/0"}),
+            f"Redis answering on {host}:{port} (set REDIS_URL to use another)",
         )
     redis_server_binary()  # RuntimeError with the install hint
     directory = private_redis_dir(data_dir)
@@ -159,7 +172,7 @@ def resolve_redis(env: Mapping[str, str], data_dir: str | Path) -> RedisTarget:
     server.start()
     (directory / "url").write_text(server.url + "\n")
     how = (
-        f"no REDIS_URL and nothing on 127.0.0.1:6379: started a private redis-server on "
+        f"no REDIS_URL and nothing on {host}:{port}: started a private redis-server on "
         f"{server.url} (data and AOF in {directory}; stopped with the service)"
     )
     return RedisTarget(RedisSettings.from_env({**env, "REDIS_URL": server.url}), how, server, lock)
@@ -252,11 +265,10 @@ async def shutdown(manager: QueueManager, runner: web.AppRunner | None, timeout_
     if runner is not None:
         await runner.cleanup()
         logger.info("HTTP stopped")
-    for scheduler in manager.schedulers.values():
-        await scheduler.close()  # stops firing, releases the leader lease
-    for worker in manager.workers:
-        await worker.close(timeout_s)  # drains; the rest go back to wait at once
-    await manager.close_all()
+    # Schedulers stop firing (releasing their leader leases) while the workers drain
+    # within timeout_s (the rest go back to wait at once), all queues side by side: the
+    # whole takes timeout_s plus a fixed bound, whatever handlers and Redis do.
+    await manager.close_all(timeout_s)
     logger.info("Workers drained, leases released, Redis closed")
 
 
@@ -266,6 +278,9 @@ async def serve(options: ServiceOptions, env: Mapping[str, str] | None = None) -
     try:
         config = load_config(options.config_path, env)
         auth = AuthConfig.from_env(env) if options.api else None
+        limits = HttpLimits.from_env(env)
+        if options.api:
+            DashboardConfig.from_env(env)  # a weak ENGINE_ADMIN_PASSWORD stops startup here
     except AuthNotConfigured as exc:
         print(str(exc), file=sys.stderr)
         return 2
@@ -302,7 +317,7 @@ async def serve(options: ServiceOptions, env: Mapping[str, str] | None = None) -
             setup_metrics(app, manager)
             setup_alerts(app, manager, config.alerts)
             setup_dashboard(app, manager, env=env, auth=auth)
-            runner = web.AppRunner(app, access_log=None, shutdown_timeout=5.0)
+            runner = EdgeRunner(app, limits, access_log=None, shutdown_timeout=5.0)
             await runner.setup()
             site = web.TCPSite(runner, options.host, options.port)
             await site.start()
@@ -331,32 +346,6 @@ async def serve(options: ServiceOptions, env: Mapping[str, str] | None = None) -
         await shutdown(manager, runner, options.shutdown_timeout_s)
         await asyncio.to_thread(target.stop)
     return exit_code
-
-
-class OneLineErrors(logging.Filter):
-    """Drop tracebacks from log records (they can carry job data, URLs or tokens) and keep
-    the exception's type; ``ENGINE_LOG_LEVEL=DEBUG`` keeps them for debugging."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if record.exc_info and record.exc_info[1] is not None:
-            name = type(record.exc_info[1]).__name__
-            record.msg = f"{record.getMessage()} ({name})"
-            record.args = ()
-            record.exc_info = None
-            record.exc_text = None
-        return True
-
-
-def configure_logging(level: str | None = None) -> None:
-    chosen = (level or os.environ.get("ENGINE_LOG_LEVEL") or "INFO").upper()
-    logging.basicConfig(
-        level=chosen,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    if chosen != "DEBUG":
-        for handler in logging.getLogger().handlers:
-            handler.addFilter(OneLineErrors())
 
 
 def run(options: ServiceOptions) -> int:

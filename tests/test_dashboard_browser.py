@@ -1,4 +1,5 @@
-"""The dashboard in real headless Chromium (Debian's /usr/bin/chromium via Playwright):
+"""The dashboard in real headless Chromium (Debian's /usr/bin/chromium, or Playwright's own;
+see tests/browser.py) driven by Playwright:
 log in, watch counts change live as a worker runs jobs, open a failed job and retry it,
 pause and resume a queue, run a schedule now, and refuse a wrong password. Each page is
 saved as a screenshot under artifacts/screenshots/."""
@@ -6,7 +7,7 @@ saved as a screenshot under artifacts/screenshots/."""
 from __future__ import annotations
 
 import asyncio
-import shutil
+import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -16,10 +17,10 @@ from playwright.async_api import Browser, Page, async_playwright, expect
 
 from engine import Job, QueueManager
 from engine.scheduler import define_schedule, upsert_schedule
+from tests.browser import find_chromium, missing_line
 from tests.helpers import wait_for
 from tests.monitoring import PASSWORD, serve_dashboard
 
-CHROMIUM = "/usr/bin/chromium"
 SHOTS = Path(__file__).resolve().parent.parent / "artifacts" / "screenshots"
 ARGS = [
     "--headless",
@@ -35,10 +36,11 @@ TIMEOUT_MS = 10_000
 
 @pytest.fixture
 async def browser() -> AsyncIterator[Browser]:
-    if shutil.which(CHROMIUM) is None:
-        pytest.fail(f"{CHROMIUM} is missing: apt-get install -y chromium (.ci/run does)")
+    chromium = await asyncio.to_thread(find_chromium)
+    if chromium is None:
+        pytest.fail(missing_line(os.environ))
     async with async_playwright() as p:
-        b = await p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        b = await p.chromium.launch(executable_path=chromium, args=ARGS)
         yield b
         await b.close()
 

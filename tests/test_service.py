@@ -6,6 +6,7 @@ import asyncio
 import os
 import secrets
 import signal
+import subprocess
 import sys
 import textwrap
 from collections.abc import AsyncIterator, Callable
@@ -244,7 +245,28 @@ async def test_refuses_to_start_without_a_jwt_key(tmp_path: Path) -> None:
     _, err = await asyncio.wait_for(proc.communicate(), 60)
     assert proc.returncode == 2
     assert b"export ENGINE_JWT_SECRET=" in err
-    assert b"python -m engine token --role admin" in err
+    assert b"-m engine token --role admin" in err
+
+
+def test_the_startup_hint_prints_a_token_command_that_works_outside_the_virtualenv() -> None:
+    root = Path(__file__).resolve().parent.parent
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ENGINE_", "REDIS_"))}
+    venv = sys.prefix
+    started = subprocess.run(
+        ["make", "-s", "-o", f"{venv}/.installed", "run", f"VENV={venv}"],
+        cwd=root, env=env, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert started.returncode != 0
+    [command] = [line.strip() for line in started.stderr.splitlines() if "engine token" in line]
+    # A new terminal: the virtualenv is not activated, only the system's PATH.
+    secret = secrets.token_hex(32)
+    shell = {"PATH": "/usr/bin:/bin", "ENGINE_JWT_SECRET": secret, "HOME": env.get("HOME", "/")}
+    minted = subprocess.run(
+        ["sh", "-c", command], cwd=root, env=shell, capture_output=True, text=True,
+        timeout=60, check=False,
+    )  # fmt: skip
+    assert minted.returncode == 0, (command, minted.stderr)
+    assert AuthConfig.hs256(secret).verify(minted.stdout.strip()).is_admin
 
 
 def test_private_redis_is_started_with_aof_and_owned_by_one_process(
@@ -285,21 +307,6 @@ def test_service_options_from_env_and_flags() -> None:
         ServiceOptions.from_env({"ENGINE_PORT": "http"})
     with pytest.raises(ValueError, match="port"):
         ServiceOptions(port=70000)
-
-
-def test_service_logs_carry_no_tracebacks() -> None:
-    import logging
-
-    record = logging.LogRecord(
-        "aiohttp.server", logging.ERROR, __file__, 1, "Error %s", ("x",), None
-    )
-    try:
-        raise ValueError("secret detail")
-    except ValueError:
-        record.exc_info = sys.exc_info()
-    assert service.OneLineErrors().filter(record)
-    assert record.exc_info is None
-    assert record.getMessage() == "Error x (ValueError)"
 
 
 async def test_redis_down_at_startup_gives_503_then_recovers(
@@ -353,3 +360,81 @@ async def test_unsafe_lease_timing_fails_the_startup_check_and_exits_1(
         assert await client.keys("svc:*") == []  # nothing registered, nothing fired
     finally:
         await client.aclose()
+
+
+def _fresh_env(secret: str) -> dict[str, str]:
+    """The environment of a newcomer's ``make run``: no REDIS_URL, no ENGINE_DATA_DIR. The
+    probed default address is a port nothing listens on, whatever this machine runs on 6379."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ENGINE_", "REDIS_"))}
+    env["ENGINE_JWT_SECRET"] = secret
+    env["ENGINE_REDIS_PROBE"] = f"127.0.0.1:{free_port()}"
+    return env
+
+
+async def test_make_run_default_path_starts_a_private_redis_under_the_relative_data_dir(
+    tmp_path: Path,
+) -> None:
+    # As `make run` runs it: the project's engine.toml in the working directory, the
+    # default relative ENGINE_DATA_DIR (var), nothing answering on the probed address.
+    (tmp_path / "engine.toml").write_text(
+        (Path(__file__).parent.parent / "engine.toml").read_text()
+    )
+    env = _fresh_env(secrets.token_hex(32))
+    async with aiohttp.ClientSession() as session, engine_process(tmp_path, env) as proc:
+
+        async def healthy() -> bool:
+            if proc.proc.returncode is not None:
+                raise AssertionError(f"engine exited early:\n{proc.log.read_text()}")
+            try:
+                status, body = await _get(session, proc.base + "/api/queues/health")
+            except aiohttp.ClientError:
+                return False
+            return status == 200 and "serpram-sync" in body["details"]
+
+        await wait_for(healthy, timeout_s=60)
+        assert (tmp_path / "var" / "redis" / "appendonlydir").is_dir()  # AOF in ./var/redis
+        proc.proc.send_signal(signal.SIGTERM)
+        assert await proc.wait_exit() == 0
+    assert "started a private redis-server" in proc.log.read_text()
+
+
+async def test_a_private_redis_that_fails_to_start_shows_its_log_not_a_traceback(
+    tmp_path: Path,
+) -> None:
+    # A file where redis-server wants its AOF directory: it logs why and exits.
+    (tmp_path / "var" / "redis").mkdir(parents=True)
+    (tmp_path / "var" / "redis" / "appendonlydir").write_text("")
+    env = _fresh_env(secrets.token_hex(32))
+    async with engine_process(tmp_path, env) as proc:
+        assert await proc.wait_exit() == 1
+    log = proc.log.read_text()
+    assert "Can't open or create append-only dir" in log
+    assert "Traceback" not in log and "FileNotFoundError" not in log
+
+
+async def test_the_service_serves_through_the_edge_runner_with_its_limits(
+    tmp_path: Path, redis_factory: Callable[..., RedisServer]
+) -> None:
+    env = _env(tmp_path, redis_factory().url, secrets.token_hex(32))
+    env.update({"ENGINE_HTTP_HEADER_TIMEOUT_S": "0.5", "ENGINE_HTTP_KEEPALIVE_S": "600"})
+    async with aiohttp.ClientSession() as session, engine_process(tmp_path, env) as proc:
+        await wait_for(lambda: _healthy(session, proc), timeout_s=30)
+        reader, writer = await asyncio.open_connection("127.0.0.1", proc.port)
+        writer.write(b"GET /api/queues/health HTTP/1.1\r\n")  # and never the rest
+        assert await asyncio.wait_for(reader.read(), 30) == b""  # closed by the server
+        writer.close()
+        proc.proc.send_signal(signal.SIGTERM)
+        assert await proc.wait_exit() == 0
+    env["ENGINE_HTTP_MAX_CONNECTIONS"] = "none"
+    async with engine_process(tmp_path, env) as proc:
+        assert await proc.wait_exit() == 2
+    assert "ENGINE_HTTP_MAX_CONNECTIONS" in proc.log.read_text()
+
+
+async def test_a_weak_dashboard_password_stops_startup_with_a_clear_error(tmp_path: Path) -> None:
+    env = _env(tmp_path, f"redis://127.0.0.1:{free_port()}/0", secrets.token_hex(32))
+    env["ENGINE_ADMIN_PASSWORD"] = "admin"
+    async with engine_process(tmp_path, env) as proc:
+        assert await proc.wait_exit() == 2
+    log = proc.log.read_text()
+    assert "ENGINE_ADMIN_PASSWORD is too weak" in log and "Traceback" not in log

@@ -421,7 +421,7 @@ async def _command_calls(c: Any) -> dict[str, int]:
     return {k.removeprefix("cmdstat_"): int(v["calls"]) for k, v in stats.items()}
 
 
-async def test_idle_worker_sends_one_command_per_blocking_timeout(
+async def test_idle_worker_sends_one_round_trip_per_blocking_timeout(
     redis_factory: Callable[..., RedisServer], prefix: str
 ) -> None:
     server = redis_factory()
@@ -434,15 +434,17 @@ async def test_idle_worker_sends_one_command_per_blocking_timeout(
 
         # Stalled recovery (and the idle safety claim it brings) out of the window.
         worker = await m.process("q", handler, block_timeout_s=0.1, stalled_interval_ms=60_000)
-        await wait_for(lambda: asyncio.sleep(0, worker._blocker is not None))
+        await wait_for(lambda: asyncio.sleep(0, worker._exchange._blocker is not None))
         await asyncio.sleep(0.3)
         await m.client.config_resetstat()
         await asyncio.sleep(1.0)  # about ten blocking timeouts
         calls = await _command_calls(m.client)
         pops = calls.pop("bzpopmin", 0)
+        looks = calls.pop("zrange", 0)
         calls.pop("config|resetstat", None)
-        # Only blocking pops: no claim script, no command inside one, nothing else.
-        assert pops >= 3
+        # Only blocking pops, each with its look at the earliest unconfirmed claim (one
+        # pipeline): no claim script, no command inside one, nothing else.
+        assert pops >= 3 and abs(looks - pops) <= 1
         assert calls == {}
     finally:
         await m.close_all()
@@ -487,15 +489,15 @@ async def test_a_warm_worker_claims_behind_its_blocking_pop_and_an_idle_one_does
         ran.append(job.data)
 
     worker = await manager.process("q", handler, block_timeout_s=0.2, stalled_interval_ms=60_000)
-    await wait_for(lambda: asyncio.sleep(0, worker._blocker is not None))
+    await wait_for(lambda: asyncio.sleep(0, worker._exchange._blocker is not None))
     asked: list[int] = []
-    real = worker._block
+    real = worker._exchange._block
 
-    async def spy(timeout_s: float, count: int) -> tuple[Any, Any]:
+    async def spy(timeout_s: float, count: int, request_id: str) -> tuple[Any, Any, Any]:
         asked.append(count)
-        return await real(timeout_s, count)
+        return await real(timeout_s, count, request_id)
 
-    worker._block = spy  # type: ignore[method-assign]
+    worker._exchange._block = spy  # type: ignore[method-assign]
     await q.add(1)  # wakes the cold worker: a bare pop, then the claim
     await wait_for(lambda: asyncio.sleep(0, ran == [1]))
     await wait_for(lambda: asyncio.sleep(0, len(asked) >= 1))

@@ -39,10 +39,10 @@ class Started:
 STARTED_AT = web.AppKey("engine_started_at", Started)
 
 MESSAGES = {
-    "healthy": "Todas las colas funcionando normalmente",
-    "starting": "Iniciando: los planificadores aún no han tomado el liderazgo",
-    "degraded": "Algunas colas requieren atención",
-    "unhealthy": "Redis no disponible",
+    "healthy": "All queues are working normally",
+    "starting": "Starting: the schedulers have not taken their leases yet",
+    "degraded": "Some queues need attention",
+    "unhealthy": "Redis unavailable",
 }
 PER_QUEUE = 10  # the six stats commands, then the four below
 

@@ -1,0 +1,51 @@
+"""The worker's rooms: the supervisor restarts a task that fails and shows it in status."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import pytest
+from helpers import wait_for
+
+from engine import Job, QueueManager
+from engine.worker.supervisor import Supervisor
+
+
+async def test_a_failing_task_is_logged_with_its_traceback_restarted_and_counted(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.ERROR, "engine.worker")
+    runs = 0
+    again = asyncio.Event()
+
+    async def body() -> None:
+        nonlocal runs
+        runs += 1
+        if runs == 1:
+            raise RuntimeError("boom")
+        again.set()
+        await asyncio.Event().wait()
+
+    sup = Supervisor("test", cap_s=0.1)
+    sup.start("job", body)
+    await asyncio.wait_for(again.wait(), 5)
+    status = sup.status["job"]
+    assert status.restarts == 1 and status.running
+    assert status.last_error == "RuntimeError: boom"
+    record = next(r for r in caplog.records if "task job failed" in r.getMessage())
+    assert record.exc_info is not None and "boom" in str(record.exc_info[1])
+    await sup.cancel()
+    assert not sup.status["job"].running
+
+
+async def test_worker_status_shows_its_tasks(manager: QueueManager) -> None:
+    async def handler(job: Job) -> None:
+        return None
+
+    worker = await manager.process("q", handler, concurrency=2)
+    await wait_for(lambda: asyncio.sleep(0, worker.status()["tasks"]["exchange"]["running"]))
+    status = worker.status()
+    assert status["restarts"] == 0 and status["last_error"] is None
+    assert set(status["tasks"]) == {"exchange", "leases", "stalled"}
+    assert status["concurrency"] == 2 and status["running"] == 0
