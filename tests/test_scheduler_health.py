@@ -205,3 +205,43 @@ async def test_the_starting_window_follows_this_instances_scheduler(manager, cli
         scheduler.started_at -= 3600
         _, body = await health(api)
         assert body["status"] == "degraded"
+
+
+async def test_a_metric_and_an_alert_say_missing_and_again_restored(manager):
+    from engine.alerts import FIRING, RESOLVED, AlertConfig, AlertManager
+    from engine.metrics import EngineMetrics, Event
+
+    d = define_schedule("tick", "q", every_ms=60_000)
+    manager.create_queue("q")
+    scheduler = await declare(manager, d, SLOW)
+    await wait_for(lambda: _leads(scheduler))
+    metrics = EngineMetrics(manager)
+    alerts = AlertManager(manager, AlertConfig(), instance_id="i1")
+
+    def registered() -> float | None:
+        return metrics.registry.get_sample_value(
+            "engine_schedule_registered", {"queue": "q", "schedule": "tick"}
+        )
+
+    await metrics.refresh()
+    await alerts.check()
+    assert registered() == 1 and "schedule_missing:q/tick" not in alerts.open
+    await lose_everything(manager)
+    await metrics.refresh()
+    await alerts.check()
+    assert registered() == 0
+    status, key, incident = alerts._transitions.get_nowait()
+    assert (status, key, incident.rule) == (FIRING, "schedule_missing:q/tick", "schedule_missing")
+    scheduler._next_check = 0.0
+    scheduler.wake()
+    await wait_for(lambda: manager.client.exists(manager.store.keys("q").schedule("tick")))
+    await metrics.refresh()
+    await alerts.check()
+    assert registered() == 1
+    assert alerts._transitions.get_nowait()[:2] == (RESOLVED, "schedule_missing:q/tick")
+    restored = [
+        Event("q", i, f) for i, f in await manager.client.xrange(manager.store.keys("q").events)
+    ]
+    metrics.observe(restored)
+    sample = {"queue": "q", "schedule": "tick"}
+    assert metrics.registry.get_sample_value("engine_schedule_restored_total", sample) == 1

@@ -43,6 +43,11 @@ class DeclaredSchedules:
             definition, definition.fingerprint(), stored_at_ms
         )
 
+    def stored_at(self, name: str) -> int:
+        """When the registration of ``name`` this instance made or found was written: the
+        same on every instance declaring it (an alert keys its incident by it)."""
+        return self._by_name[name].stored_at_ms
+
     @property
     def names(self) -> list[str]:
         return list(self._by_name)
