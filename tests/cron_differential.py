@@ -23,7 +23,8 @@ cronsim (Debian cron's rules):
 
 cron-parser (classifies by the hour field only, shifts skipped times by the gap):
 - ``parser_dst``: every differing fire time lies within 6 hours of a transition.
-- ``gave_up``: cron-parser threw ("loop limit exceeded", seen on 30-minute shifts), or
+- ``gave_up``: cron-parser threw ("loop limit exceeded", seen on 30-minute shifts) or went
+  back in time (the same hour over and over at Chatham's fall back), or
   cronsim did not finish within 5 s (it loops forever at Chatham's fall back).
 
 ``python -m tests.cron_differential --seeds 1,2,3 --cases 2000 [--node]`` prints the figures

@@ -41,7 +41,7 @@ SEED_QUEUES = {
 
 def manual_run_targets(manager: QueueManager) -> list[RunTarget]:
     def target(name: str, queue: str, label: str) -> RunTarget:
-        async def run(actor: str) -> Job:
+        async def run(actor: str, idempotency_key: str | None = None) -> Job:
             return await manager.add_job(queue, {"type": "manual", "by": actor}, name=name)
 
         return RunTarget(name=name, queue=queue, label=label, run=run)

@@ -245,3 +245,31 @@ async def test_a_metric_and_an_alert_say_missing_and_again_restored(manager):
     metrics.observe(restored)
     sample = {"queue": "q", "schedule": "tick"}
     assert metrics.registry.get_sample_value("engine_schedule_restored_total", sample) == 1
+
+
+# -- item 4: a retried run-now does not enqueue twice ------------------------------------------
+
+
+async def test_rest_run_now_with_an_idempotency_key_returns_the_first_job(manager):
+    from engine import schedulers
+    from engine.service import declared_schedules, run_targets
+
+    serpram = schedulers.SERPRAM
+    manager.create_queue(serpram.queue)
+    await upsert_schedule(manager.store, serpram.definition)
+    from engine.config import EngineConfig
+
+    targets = run_targets(manager, declared_schedules(EngineConfig()))
+    async with serve(manager, run_targets=targets) as api:
+        path = "/api/queues/serpram/run"
+        hdrs = {**api.headers("admin"), "Idempotency-Key": "0b7c6f1e-run-1"}
+        s1, first, _ = await api.call("POST", path, headers=hdrs, json={})
+        s2, again, _ = await api.call("POST", path, headers=hdrs, json={})
+        s3, plain, _ = await api.call("POST", path, json={})
+        assert (s1, s2, s3) == (200, 200, 200)
+        assert first["jobId"] == again["jobId"] != plain["jobId"]
+        bad = {**api.headers("admin"), "Idempotency-Key": "x" * 256}
+        status, body, _ = await api.call("POST", path, headers=bad, json={})
+        assert status == 400 and body["field"] == "Idempotency-Key"
+    k = manager.store.keys(serpram.queue)
+    assert await manager.client.llen(k.wait) == 2

@@ -19,6 +19,9 @@ from .state import iso_ms
 
 logger = logging.getLogger("engine.scheduler")
 
+DEFAULT_IDEMPOTENCY_MS = 24 * 3600 * 1000  # how long a run-now idempotency key is remembered
+MAX_IDEMPOTENCY_KEY = 255
+
 
 @dataclass(frozen=True, slots=True)
 class UpsertResult:
@@ -170,13 +173,66 @@ async def list_schedules(store: Store, queue: str) -> list[str]:
     return list(await store.client.zrange(store.keys(queue).schedules, 0, -1))
 
 
-async def run_schedule_now(queue: Queue, name: str, actor: str = "") -> Job:
+async def run_schedule_now(
+    queue: Queue,
+    name: str,
+    actor: str = "",
+    *,
+    idempotency_key: str | None = None,
+    remember_ms: int = DEFAULT_IDEMPOTENCY_MS,
+) -> Job:
     """Add an out-of-band run of the schedule's job (generated id); the schedule's next
-    fire time does not move."""
-    key = queue.keys.schedule(name)
-    job_name, data, opts = await queue.store.client.hmget(key, "jobName", "data", "opts")
-    if job_name is None:
+    fire time does not move.
+
+    With ``idempotency_key`` (e.g. an HTTP ``Idempotency-Key``), the first call with that
+    key enqueues the job and records the key for ``remember_ms``, in one script; a retry
+    with the same key within that time returns the first job, so a client that got no
+    answer (a 503, a timeout) can safely ask again. That path also writes the audit event
+    (``manual``, ``by`` = ``actor``); without a key, the caller does.
+    """
+    if idempotency_key is None:
+        key = queue.keys.schedule(name)
+        job_name, data, opts = await queue.store.client.hmget(key, "jobName", "data", "opts")
+        if job_name is None:
+            raise ScheduleNotFound(f"schedule {name!r} not found in queue {queue.name!r}")
+        job = await queue.add(
+            orjson.loads(data), JobOptions.parse(orjson.loads(opts)), name=job_name
+        )
+        logger.info(
+            "Schedule %s run now as job %s%s", name, job.id, f" by {actor}" if actor else ""
+        )
+        return job
+    validate_idempotency_key(idempotency_key)
+    keys = queue.keys
+    client = queue.store.client
+    # A fresh id from the queue's counter (the one generated ids come from); unused if the
+    # key was seen, which only leaves a gap.
+    job_id = str(await client.hincrby(keys.meta, "seq", 1))
+    code, found, _ = await queue.store.scripts.run_schedule(
+        [keys.schedule(name), keys.idempotency(name, idempotency_key), keys.meta, keys.wait,
+         keys.prioritized, keys.events, keys.marker, keys.job(job_id)],
+        [job_id, remember_ms, queue.store.max_events, name, actor],
+    )  # fmt: skip
+    if int(code) < 0:
         raise ScheduleNotFound(f"schedule {name!r} not found in queue {queue.name!r}")
-    job = await queue.add(orjson.loads(data), JobOptions.parse(orjson.loads(opts)), name=job_name)
-    logger.info("Schedule %s run now as job %s%s", name, job.id, f" by {actor}" if actor else "")
-    return job
+    first_job = await queue.get_job(found)
+    if first_job is None:  # the first job ran and was removed since
+        raise ScheduleNotFound(f"job {found} of this idempotency key no longer exists")
+    logger.info(
+        "Schedule %s run now as job %s%s%s", name, found, f" by {actor}" if actor else "",
+        "" if int(code) else " (idempotency key seen before: the first job)",
+    )  # fmt: skip
+    return first_job
+
+
+def validate_idempotency_key(key: str) -> str:
+    """1-255 visible ASCII characters (the ``Idempotency-Key`` header convention)."""
+    if (
+        not isinstance(key, str)
+        or not 1 <= len(key) <= MAX_IDEMPOTENCY_KEY
+        or not all(33 <= ord(ch) <= 126 for ch in key)
+    ):
+        raise ValueError(
+            f"idempotency key must be 1-{MAX_IDEMPOTENCY_KEY} visible ASCII characters"
+        )
+    return key
