@@ -6,6 +6,7 @@ a single slot and the engine runs unchanged on Redis Cluster.
 
 from __future__ import annotations
 
+import hashlib
 import re
 import secrets
 from dataclasses import dataclass
@@ -132,6 +133,11 @@ class QueueKeys:
         return self._k("schedules")
 
     @property
+    def schedules_aside(self) -> str:
+        """Set of schedule names set aside: their stored definition cannot be read here."""
+        return self._k("schedules-aside")
+
+    @property
     def lease(self) -> str:
         return self._k("lease")
 
@@ -164,6 +170,12 @@ class QueueKeys:
     def schedule_ledger(self, name: str) -> str:
         """Capped stream of a schedule's fired and missed ticks (outlives job clean-up)."""
         return self._k(f"schedule:{_schedule_segment(name)}:ledger")
+
+    def idempotency(self, schedule: str, key: str) -> str:
+        """The first job of a run-now under an idempotency key (PX: how long it is
+        remembered). The caller's key is hashed: any string, a bounded key name."""
+        digest = hashlib.sha256(key.encode()).hexdigest()[:32]
+        return self._k(f"idem:{schedule}:{digest}")
 
     def watermark(self, name: str) -> str:
         """A processor-owned key (e.g. the demo sync watermark)."""

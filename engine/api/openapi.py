@@ -247,8 +247,23 @@ OPERATIONS: dict[str, tuple[str, list[dict[str, Any]], dict[str, Any] | None, di
         _CLEAN,
     ),
     "run_now": (
-        "Run a declared scheduler now (e.g. serpram, ayt)",
-        [{**_NAME, "description": "scheduler name, e.g. serpram or ayt", "example": "serpram"}],
+        "Run a declared scheduler now (e.g. serpram, ayt); with Idempotency-Key, a retry with "
+        "the same key (within 24 h) returns the first job instead of enqueuing another",
+        [
+            {**_NAME, "description": "scheduler name, e.g. serpram or ayt", "example": "serpram"},
+            {
+                "name": "Idempotency-Key",
+                "in": "header",
+                "required": False,
+                "description": "1-255 visible ASCII characters, e.g. a UUID per intended run",
+                "schema": {
+                    "type": "string",
+                    "minLength": 1,
+                    "maxLength": 255,
+                    "pattern": "^[!-~]+$",
+                },
+            },
+        ],
         _body({}),
         _JOB_MSG,
     ),
