@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint bench install redis-check browser-check clean chaos
+.PHONY: run test lint bench install redis-check browser-check clean chaos fuzz
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,15 @@ CHAOS_FIGURES ?= artifacts/chaos-figures.txt
 chaos: $(STAMP) redis-check
 	mkdir -p $(dir $(CHAOS_FIGURES))
 	CHAOS_LONG=1 CHAOS_FIGURES=$(abspath $(CHAOS_FIGURES)) $(BIN)/python -m pytest -q -p no:cacheprovider -s -m chaos tests/chaos/test_chaos_long.py $(PYTEST_ARGS)
+
+# The long model-based run (minutes): producers, workers, admin calls and faults in a random
+# order per seed, every invariant checked after every step (tests/model/). Replay one seed
+# with `make fuzz FUZZ_SEEDS=17`; exits non-zero if any seed breaks an invariant.
+FUZZ_SEEDS ?= 101 102 103 104 105
+FUZZ_STEPS ?= 300
+FUZZ_RANDOM_RATE ?= 0.01
+fuzz: $(STAMP) redis-check
+	$(BIN)/python -m tests.model --steps $(FUZZ_STEPS) --random-rate $(FUZZ_RANDOM_RATE) $(foreach s,$(FUZZ_SEEDS),--seed $(s))
 
 lint: $(STAMP)
 	$(BIN)/ruff check engine tests bench

@@ -32,7 +32,8 @@ from . import schedulers
 from .alerts import setup_alerts
 from .api import ApiSettings, AuthConfig, RunTarget, create_app
 from .api.auth import AuthNotConfigured
-from .api.dashboard import setup_dashboard
+from .api.dashboard import DashboardConfig, setup_dashboard
+from .api.server import EdgeRunner, HttpLimits
 from .config import EngineConfig, ScheduleConfig, load_config
 from .connection import RedisSettings
 from .errors import ScheduleNotFound, StartupCheckError
@@ -277,6 +278,9 @@ async def serve(options: ServiceOptions, env: Mapping[str, str] | None = None) -
     try:
         config = load_config(options.config_path, env)
         auth = AuthConfig.from_env(env) if options.api else None
+        limits = HttpLimits.from_env(env)
+        if options.api:
+            DashboardConfig.from_env(env)  # a weak ENGINE_ADMIN_PASSWORD stops startup here
     except AuthNotConfigured as exc:
         print(str(exc), file=sys.stderr)
         return 2
@@ -313,7 +317,7 @@ async def serve(options: ServiceOptions, env: Mapping[str, str] | None = None) -
             setup_metrics(app, manager)
             setup_alerts(app, manager, config.alerts)
             setup_dashboard(app, manager, env=env, auth=auth)
-            runner = web.AppRunner(app, access_log=None, shutdown_timeout=5.0)
+            runner = EdgeRunner(app, limits, access_log=None, shutdown_timeout=5.0)
             await runner.setup()
             site = web.TCPSite(runner, options.host, options.port)
             await site.start()
@@ -342,32 +346,6 @@ async def serve(options: ServiceOptions, env: Mapping[str, str] | None = None) -
         await shutdown(manager, runner, options.shutdown_timeout_s)
         await asyncio.to_thread(target.stop)
     return exit_code
-
-
-class OneLineErrors(logging.Filter):
-    """Drop tracebacks from log records (they can carry job data, URLs or tokens) and keep
-    the exception's type; ``ENGINE_LOG_LEVEL=DEBUG`` keeps them for debugging."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if record.exc_info and record.exc_info[1] is not None:
-            name = type(record.exc_info[1]).__name__
-            record.msg = f"{record.getMessage()} ({name})"
-            record.args = ()
-            record.exc_info = None
-            record.exc_text = None
-        return True
-
-
-def configure_logging(level: str | None = None) -> None:
-    chosen = (level or os.environ.get("ENGINE_LOG_LEVEL") or "INFO").upper()
-    logging.basicConfig(
-        level=chosen,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    if chosen != "DEBUG":
-        for handler in logging.getLogger().handlers:
-            handler.addFilter(OneLineErrors())
 
 
 def run(options: ServiceOptions) -> int:

@@ -537,7 +537,7 @@ class FaultProxy:
                     if slot.delay_s:
                         await asyncio.sleep(slot.delay_s)
                 await self._flowing.wait()
-                if conn.closed:
+                if conn.closed or writer.is_closing():
                     return
                 writer.write(reply)
                 if conn.slots.empty():

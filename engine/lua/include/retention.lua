@@ -22,9 +22,10 @@
   error): trimming stops at the first victim that cannot be read here.
 ]]
 
--- The log list of a job (keys.py: QueueKeys.logs).
+-- The log list of a job (keys.py: QueueKeys.logs): `logs:<id>` beside `job:<id>`, a
+-- namespace of its own.
 local function logsKeyOf(jobPrefix, id)
-  return jobPrefix .. id .. ":logs"
+  return string.sub(jobPrefix, 1, -5) .. "logs:" .. id
 end
 
 local function retentionPlan(setKey, jobPrefix, now, batch)

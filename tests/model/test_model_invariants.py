@@ -1,0 +1,88 @@
+"""The model's checks fire on the defects they name, and stay quiet on a healthy history
+(synthetic snapshots: no Redis)."""
+
+from __future__ import annotations
+
+from tests.model.invariants import Checker, Limits, WorkerLife
+from tests.model.snapshot import STRUCTURES, Event, Snapshot
+
+T0 = 1_700_000_000_000  # ms
+
+
+def _checker() -> Checker:
+    c = Checker(Limits(4000, 500, keep_completed=3, keep_failed=2, claim_bound_ms=3000,
+                       recovery_slack_ms=3000))  # fmt: skip
+    c.workers["w1"] = WorkerLife("w1", worker_id="W1", started=T0 / 1000 - 60)
+    return c
+
+
+def _snap(now_ms: int, jobs: dict[str, str], events: list[tuple[int, str, str]]) -> Snapshot:
+    """``jobs``: id -> structure; ``events``: (ms, event, job id)."""
+    members: dict[str, list[str]] = {s: [] for s in STRUCTURES}
+    scores: dict[str, dict[str, float]] = {
+        s: {} for s in ("active", "delayed", "completed", "failed")
+    }
+    hashes = {}
+    for job_id, where in jobs.items():
+        members[where].append(job_id)
+        if where in scores:
+            scores[where][job_id] = now_ms + 4000 if where == "active" else now_ms
+        hashes[job_id] = {"data": '{"p": "a1", "i": 0}' if job_id == "1" else "{}", "ts": "1"}
+    evs = []
+    for i, (ms, name, job) in enumerate(events):
+        fields = {"event": name, "jobId": job}
+        if name == "active":
+            fields["worker"] = "W1"
+        evs.append(Event(f"{ms}-{i}", ms, name, fields))
+    return Snapshot(now_ms, members, scores, False, hashes, evs)
+
+
+def _codes(c: Checker) -> set[str]:
+    return {v.code for v in c.violations}
+
+
+def test_a_healthy_history_breaks_nothing() -> None:
+    c = _checker()
+    c.check(_snap(T0, {"1": "wait"}, [(T0, "waiting", "1")]), [], T0 / 1000)
+    c.check(_snap(T0 + 10, {"1": "active"}, [(T0 + 10, "active", "1")]), [], T0 / 1000)
+    ledger = [
+        {"ev": "start", "job": "1", "pon": T0 + 10, "p": "a1", "i": 0},
+        {"ev": "end", "job": "1", "pon": T0 + 10, "p": "a1", "i": 0, "ok": True, "t": T0 / 1000},
+    ]
+    c.check(_snap(T0 + 30, {"1": "completed"}, [(T0 + 30, "completed", "1")]), ledger, T0 / 1000)
+    assert c.violations == []
+
+
+def test_each_defect_gets_its_code() -> None:
+    c = _checker()
+    # A job in two states, one in none, a job duplicated by a resent add.
+    c.check(
+        _snap(
+            T0,
+            {"1": "wait", "2": "active"},
+            [(T0, "waiting", "1"), (T0, "waiting", "2"), (T0, "active", "2")],
+        ),
+        [{"ev": "start", "job": "9", "pon": 1, "p": "a1", "i": 0}],  # a second job of a1/0
+        T0 / 1000,
+    )
+    snap = _snap(T0 + 5, {"1": "wait"}, [])
+    snap.members["delayed"].append("1")
+    c.check(snap, [], T0 / 1000)
+    # A stall of a healthy worker's claim, then a second completion in one life.
+    events = [
+        (T0 + 4600, "stalled", "2"),
+        (T0 + 4700, "completed", "2"),
+        (T0 + 4800, "completed", "2"),
+    ]
+    c.check(_snap(T0 + 4900, {"1": "wait", "2": "completed"}, events), [], (T0 + 4900) / 1000)
+    # A completed job deleted with no clean and too few newer ones to push it out.
+    c.check(_snap(T0 + 5000, {"1": "wait"}, []), [], (T0 + 5000) / 1000)
+    assert {"STATE", "ADD_DUP", "SPURIOUS_STALL", "DOUBLE_FINISH", "VANISHED"} <= _codes(c)
+
+
+def test_a_killed_workers_stall_is_expected() -> None:
+    c = _checker()
+    c.check(_snap(T0, {"2": "active"}, [(T0, "waiting", "2"), (T0, "active", "2")]), [], T0 / 1000)
+    c.workers["w1"].killed = (T0 + 100) / 1000
+    c.check(_snap(T0 + 4600, {"2": "wait"}, [(T0 + 4600, "stalled", "2")]), [], (T0 + 4600) / 1000)
+    assert "SPURIOUS_STALL" not in _codes(c)
