@@ -22,8 +22,8 @@
   error): trimming stops at the first victim that cannot be read here.
 ]]
 
--- The log list of a job (keys.py: QueueKeys.logs): `logs:<id>` beside `job:<id>`, a
--- namespace of its own.
+-- The log list of a job: its own namespace `logs:<id>` beside `job:` (keys.py:
+-- QueueKeys.logs), so no job id can name another job's logs.
 local function logsKeyOf(jobPrefix, id)
   return string.sub(jobPrefix, 1, -5) .. "logs:" .. id
 end

@@ -5,15 +5,24 @@
   sequence, 1 = highest).
 ]]
 
--- Append a job to waiting behind every job of its priority.
-local function pushWaiting(metaKey, waitKey, prioritizedKey, jobKey, jobId)
-  local priority = tonumber(redis.call("HGET", jobKey, "pri") or "0")
+-- A job's priority (0 = none), from its hash: read it before a script's first write.
+local function jobPriority(jobKey)
+  return tonumber(redis.call("HGET", jobKey, "pri") or "0")
+end
+
+-- Append a job of `priority` to waiting behind every job of its priority.
+local function pushWaitingAt(metaKey, waitKey, prioritizedKey, jobId, priority)
   if priority > 0 then
     local seq = redis.call("HINCRBY", metaKey, "seq", 1)
     redis.call("ZADD", prioritizedKey, priority * 4294967296 + (seq % 4294967296), jobId)
   else
     redis.call("RPUSH", waitKey, jobId)
   end
+end
+
+-- Append a job to waiting behind every job of its priority.
+local function pushWaiting(metaKey, waitKey, prioritizedKey, jobKey, jobId)
+  pushWaitingAt(metaKey, waitKey, prioritizedKey, jobId, jobPriority(jobKey))
 end
 
 -- Hand `ids` back to the FRONT of waiting, in the given order: LPUSH for jobs without
