@@ -14,6 +14,7 @@ import pytest
 from helpers import wait_for
 
 from engine import Job, JobState, QueueManager
+from engine.scripts import SOURCES
 from tests.faults.proxy import Fault, FaultProxy
 from tests.faults.real import no_replicas, out_of_memory
 from tests.faults.resp import Match
@@ -81,6 +82,13 @@ async def test_finishes_refused_by_redis_are_kept_and_recorded_once_it_accepts(
 
 @pytest.fixture
 async def proxy(redis_server: RedisServer) -> AsyncIterator[FaultProxy]:
+    # Scripts loaded first: a fault must hit a call Redis ran, not a NOSCRIPT answer.
+    direct = redis_server.client()
+    try:
+        for source in SOURCES.values():
+            direct.script_load(source.source)
+    finally:
+        direct.close()
     p = await FaultProxy("127.0.0.1", redis_server.port).start()
     yield p
     await p.close()
