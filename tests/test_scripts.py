@@ -140,6 +140,7 @@ def test_includes_are_spliced_in_so_redis_gets_whole_scripts():
     ]
     assert sorted(users) == [
         "fail_job",
+        "move_to_active",
         "promote_job",
         "recover_stalled",
         "release_jobs",

@@ -172,7 +172,7 @@ class Harness:
             self._config(inst),
             cwd=ROOT,
             stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.DEVNULL,
+            stderr=open(f"/tmp/chaos-{inst.name}.log", "ab"),
         )
         inst.stopped = False
 
