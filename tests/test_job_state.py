@@ -12,8 +12,9 @@ import redis.asyncio as aioredis
 
 from engine import InvalidJobState, JobState, Queue, QueueManager
 from engine.cli import main as cli_main
+from engine.connection import RedisSettings
 from tests.faults.real import out_of_memory
-from tests.redis_servers import RedisServer
+from tests.redis_servers import RedisCluster, RedisServer
 from tests.test_api_helpers import register_seed_queues, serve
 
 
@@ -191,3 +192,19 @@ def test_the_cli_check_prints_the_report_and_exits_3_when_inconsistent(
     assert cli_main(["check", "ayt-sync", "--sample", "3"]) == 3
     report = json.loads(capsys.readouterr().out)["report"]
     assert report["orphaned"] == {"count": 1, "sample": [lost]}
+
+
+async def test_state_reads_and_the_check_work_on_a_cluster(
+    redis_cluster: RedisCluster, prefix: str
+) -> None:
+    manager = QueueManager(prefix=prefix, settings=RedisSettings(url=redis_cluster.url))
+    try:
+        q = manager.create_queue("cq")
+        lost = await _one_orphan(q)
+        got = await q.get_job(lost)
+        assert got is not None and got.state is JobState.ORPHANED
+        assert [j.data for j in await q.get_jobs("waiting")] == ["fine"]
+        report = await q.check_consistency()
+        assert report.jobs == 2 and report.orphaned.sample == [lost]
+    finally:
+        await manager.close_all()
