@@ -25,7 +25,6 @@ undelivered notices (and says so) rather than growing without bound.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import time
@@ -45,6 +44,7 @@ from redis.exceptions import RedisError
 from .lock import default_instance_id
 from .manager import QueueManager
 from .metrics import Event, feed_of, schedule_of
+from .tasks import stop_task
 
 logger = logging.getLogger("engine.alerts")
 
@@ -262,11 +262,7 @@ class AlertManager:
 
     async def stop(self) -> None:
         tasks, self._tasks = self._tasks, []
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await asyncio.gather(*(stop_task(task) for task in tasks))
         if self._session is not None:
             await self._session.close()
             self._session = None

@@ -18,6 +18,7 @@ from typing import Any
 
 import orjson
 
+from .api.messages import clean_body, jobs_body, page_end, pause_body, run_body
 from .api.payload import timestamp
 
 COMMANDS = "run|stats|jobs|pause|resume|clean|run-now|schedules|token"
@@ -43,6 +44,9 @@ def _parser() -> argparse.ArgumentParser:
         help="seconds running jobs get to finish on SIGTERM (ENGINE_SHUTDOWN_TIMEOUT_S, 30)",
     )
     run.add_argument("--log-level", help="ENGINE_LOG_LEVEL, default INFO")
+    run.add_argument(
+        "--log-format", choices=("text", "json"), help="ENGINE_LOG_FORMAT, default text"
+    )
 
     stats = sub.add_parser("stats", help="job counts of every queue, or of one")
     stats.add_argument("queue", nargs="?")
@@ -68,9 +72,16 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("schedules", help="declared schedules, next fire times and state")
 
     token = sub.add_parser("token", help="mint a development JWT from ENGINE_JWT_SECRET")
-    token.add_argument("--role", default="admin")
+    token.add_argument(
+        "--role", required=True, help="the token's role: admin (may mutate) or e.g. viewer"
+    )
     token.add_argument("--sub", default=None, help="subject (default: your user name)")
-    token.add_argument("--ttl", type=int, default=3600, help="lifetime in seconds")
+    token.add_argument(
+        "--ttl",
+        type=int,
+        default=3600,
+        help="lifetime in seconds (at most ENGINE_JWT_MAX_LIFETIME_S, default 86400)",
+    )
     return p
 
 
@@ -144,14 +155,15 @@ async def _command(
                 }
             )
     elif cmd == "jobs":
-        jobs = await manager.get_jobs(args.queue, args.state, args.start, args.end)
+        # the API's rule: a range past a page stops at one page, one ending early is empty
+        end = max(page_end(args.start, args.end), args.start)
+        jobs = await manager.get_jobs(args.queue, args.state, args.start, end)
+        if args.end < args.start:
+            end, jobs = args.end, []
         _print(
             {
                 "success": True,
-                "queue": args.queue,
-                "state": args.state,
-                "count": len(jobs),
-                "jobs": [j.to_json() for j in jobs],
+                **jobs_body(args.queue, args.state, args.start, end, jobs),
                 "timestamp": timestamp(),
             }
         )
@@ -161,9 +173,7 @@ async def _command(
         _print(
             {
                 "success": True,
-                "queue": args.queue,
-                "paused": cmd == "pause",
-                "changed": changed,
+                **pause_body(args.queue, cmd == "pause", changed),
                 "timestamp": timestamp(),
             }
         )
@@ -175,9 +185,7 @@ async def _command(
         _print(
             {
                 "success": True,
-                "queue": args.queue,
-                "state": args.state,
-                "removed": removed,
+                **clean_body(args.queue, args.state, args.grace_ms, removed),
                 "timestamp": timestamp(),
             }
         )
@@ -194,9 +202,7 @@ async def _command(
         _print(
             {
                 "success": True,
-                "message": f"Sincronización {found.label} iniciada",
-                "jobId": job.id,
-                "queue": found.queue,
+                **run_body(found.label, job.id, found.queue),
                 "timestamp": timestamp(),
             }
         )
@@ -230,10 +236,13 @@ def _token(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "run":
-        from .service import ServiceOptions, configure_logging, run
+        from .logs import LogSettings, configure_logging
+        from .service import ServiceOptions, run
 
-        configure_logging(args.log_level)
         try:
+            configure_logging(
+                LogSettings.from_env(level=args.log_level, log_format=args.log_format)
+            )
             options = ServiceOptions.from_env(
                 host=args.host,
                 port=args.port,

@@ -13,15 +13,21 @@ matches the fields; two of its answers are replaced by classic (Vixie/Debian) cr
 * Daylight saving time. croniter is only asked for wall-clock (naive local) times; this
   module maps each to UTC itself:
 
-  - A *wildcard-hour* expression (hour field starting with ``*``: ``*``, ``*/2``; so
-    ``@hourly``) follows real time: a repeated wall time fires in both passes, a
-    skipped wall time does not exist and never fires.
-  - Any other (*fixed-hour*) expression fires once per matching wall time: in a
+  - A *wildcard* expression (its minute or its hour field starts with ``*``: ``*``,
+    ``*/15``; so ``@hourly``, ``*/15 1 * * *``, ``0 */2 * * *``) follows real time: a
+    repeated wall time fires in both passes, a skipped wall time does not exist and never
+    fires. This is Vixie/Debian cron's rule (its ``MIN_STAR``/``HR_STAR`` flags), and
+    cronsim's for 5-field expressions.
+  - Any other (*fixed-time*) expression fires once per matching wall time: in a
     repeated hour only in the first pass (the earlier instant); a wall time skipped by
     a spring-forward gap fires once, at the instant the gap ends (the first valid wall
     time after it, e.g. New York 2026-03-08 ``30 2 * * *`` fires at 03:00 EDT =
     07:00 UTC). Fire times are a set: a gap fire that coincides with a real match of
     the same expression (``0 3`` in that example) fires once.
+  - 6-field expressions (seconds first) are classified by the same minute and hour
+    fields; the seconds field plays no part (``0 30 2 * * *`` is 02:30 daily, once;
+    ``*/10 * * * * *`` follows real time). cronsim instead treats every 6-field
+    expression as wildcard; see docs/ARCHITECTURE.md, "Cron and daylight saving time".
 
 Day-of-month and day-of-week combine as croniter does by default: when both are
 restricted (neither is ``*``), a day matching either one fires.
@@ -100,7 +106,7 @@ class _Compiled:
 
     expr: str  # normalised, handed to croniter
     seconds: bool  # six fields, seconds first
-    wildcard_hour: bool
+    wildcard: bool  # minute or hour field starts with `*` (Vixie/Debian)
 
 
 @dataclass(frozen=True, slots=True)
@@ -285,8 +291,10 @@ def _compile(cron: str) -> _Compiled:
             f"invalid cron expression {cron!r}: day(s) of month {days} never occur "
             f"in month(s) {months}"
         )
-    hour = normalised[2] if seconds else normalised[1]
-    return _Compiled(expr=expr, seconds=seconds, wildcard_hour=hour.startswith("*"))
+    minute, hour = normalised[1:3] if seconds else normalised[0:2]
+    return _Compiled(
+        expr=expr, seconds=seconds, wildcard=minute.startswith("*") or hour.startswith("*")
+    )
 
 
 def _days_never_occur(days: list[int | str], months: list[int | str]) -> bool:
@@ -369,7 +377,7 @@ def _next_cron(compiled: _Compiled, zone: tzinfo, after_ms: int) -> int:
         return found
 
     cursor = wall
-    if compiled.wildcard_hour and local.fold == 0:
+    if compiled.wildcard and local.fold == 0:
         first, second = _offsets(wall, zone)
         if first > second:
             # after_ms lies in the first pass of a repeated hour. Second-pass fires of
@@ -397,7 +405,7 @@ def _next_cron(compiled: _Compiled, zone: tzinfo, after_ms: int) -> int:
         elif first_ms < second_ms:  # repeated wall time
             if first_ms > after_ms:
                 return first_ms
-            if compiled.wildcard_hour:
+            if compiled.wildcard:
                 if second_ms > after_ms:
                     return second_ms
                 cursor = found
@@ -407,7 +415,7 @@ def _next_cron(compiled: _Compiled, zone: tzinfo, after_ms: int) -> int:
                 cursor = _utc_naive(change) + first - _SECOND
         else:  # skipped wall time
             change = _transition(zone, second_ms, first_ms)
-            if not compiled.wildcard_hour and change > after_ms:
+            if not compiled.wildcard and change > after_ms:
                 return change
             cursor = _utc_naive(change) + second - _SECOND
     raise RuntimeError(f"no progress finding the next fire of {compiled.expr!r} in {zone}")

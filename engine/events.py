@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import RedisError
 
+from .tasks import stop_task
+
 if TYPE_CHECKING:
     from .manager import QueueManager
 
@@ -103,10 +105,7 @@ class EventFeed:
 
     async def stop(self) -> None:
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await stop_task(task)
 
     async def _track_new_queues(self) -> dict[str, str]:
         """Stream key -> queue name for every queue of the manager.

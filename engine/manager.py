@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from .connection import RedisSettings, create_client
@@ -24,6 +25,24 @@ if TYPE_CHECKING:
     from .worker import Worker, WorkerOptions
 
 logger = logging.getLogger("engine.manager")
+
+# The most one scheduler's (or the client's) close may take during close_all.
+CLOSER_BOUND_S = 3.0
+
+
+async def _bounded(step: Awaitable[Any]) -> None:
+    try:
+        await asyncio.wait_for(step, CLOSER_BOUND_S)
+    except TimeoutError:
+        logger.warning("A close step took more than %.0f s; left to finish alone", CLOSER_BOUND_S)
+
+
+async def _all(steps: list[Awaitable[Any]]) -> None:
+    """Run close steps side by side; one failing never stops the others."""
+    results = await asyncio.gather(*steps, return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException) and not isinstance(result, asyncio.CancelledError):
+            logger.error("A close step failed", exc_info=result)
 
 
 class QueueManager:
@@ -235,16 +254,18 @@ class QueueManager:
             check_leader_lease(lease, self.settings)
         return await check_redis(self.client)
 
-    async def close_all(self) -> None:
-        """Close workers and schedulers started through this manager, then the client."""
-        # Workers first: their running jobs may still need the schedulers' queues and the
-        # client to record their outcome.
+    async def close_all(self, timeout_s: float | None = None) -> None:
+        """Close workers and schedulers started through this manager, then the client.
+
+        Never raises and never stops half-way. Workers and schedulers close side by side:
+        each worker drains for ``timeout_s`` (default: ``Worker.close``'s) plus its bounded
+        flush (``worker.core.CLOSE_BOUND_S``), each scheduler stops firing and releases its
+        lease within ``CLOSER_BOUND_S`` (a lease Redis does not answer for is left to its
+        TTL). Then the waiters and the client, each within ``CLOSER_BOUND_S``."""
         workers, self._workers = self._workers, []
-        for worker in reversed(workers):
-            await worker.close()
-        for closer in reversed(self._closers):
-            await closer()
-        self._closers.clear()
+        closers, self._closers = self._closers, []
+        drains = [w.close() if timeout_s is None else w.close(timeout_s) for w in workers]
+        await _all([*drains, *(_bounded(closer()) for closer in closers)])
         self._schedulers.clear()
-        await self.waiters.close()
-        await self.client.aclose()
+        # Last: the workers' finishes needed the client.
+        await _all([_bounded(self.waiters.close()), _bounded(self.client.aclose())])

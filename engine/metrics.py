@@ -37,7 +37,7 @@ logger = logging.getLogger("engine.metrics")
 
 DURATION_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900)
 LATENESS_BUCKETS_S = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
-# A cron job's id is `<schedule>:<tick ms>` (fire_schedule-10.lua); ticks are 13 digits.
+# A cron job's id is `<schedule>:<tick ms>` (fire_schedule-11+.lua); ticks are 13 digits.
 _SCHEDULE_JOB = re.compile(r"^(?P<schedule>.+):(?P<tick>\d{13})$")
 
 

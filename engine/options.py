@@ -44,7 +44,6 @@ BULL_IGNORED = frozenset(
         "prevMillis",
         "preventParsingData",
         "rateLimiterKey",
-        "telemetry",
         "failParentOnFailure",
         "ignoreDependencyOnFailure",
         "removeDependencyOnFailure",

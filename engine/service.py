@@ -32,7 +32,8 @@ from . import schedulers
 from .alerts import setup_alerts
 from .api import ApiSettings, AuthConfig, RunTarget, create_app
 from .api.auth import AuthNotConfigured
-from .api.dashboard import setup_dashboard
+from .api.dashboard import DashboardConfig, setup_dashboard
+from .api.server import EdgeRunner, HttpLimits
 from .config import EngineConfig, ScheduleConfig, load_config
 from .connection import RedisSettings
 from .errors import ScheduleNotFound, StartupCheckError
@@ -264,11 +265,10 @@ async def shutdown(manager: QueueManager, runner: web.AppRunner | None, timeout_
     if runner is not None:
         await runner.cleanup()
         logger.info("HTTP stopped")
-    for scheduler in manager.schedulers.values():
-        await scheduler.close()  # stops firing, releases the leader lease
-    for worker in manager.workers:
-        await worker.close(timeout_s)  # drains; the rest go back to wait at once
-    await manager.close_all()
+    # Schedulers stop firing (releasing their leader leases) while the workers drain
+    # within timeout_s (the rest go back to wait at once), all queues side by side: the
+    # whole takes timeout_s plus a fixed bound, whatever handlers and Redis do.
+    await manager.close_all(timeout_s)
     logger.info("Workers drained, leases released, Redis closed")
 
 
@@ -278,6 +278,9 @@ async def serve(options: ServiceOptions, env: Mapping[str, str] | None = None) -
     try:
         config = load_config(options.config_path, env)
         auth = AuthConfig.from_env(env) if options.api else None
+        limits = HttpLimits.from_env(env)
+        if options.api:
+            DashboardConfig.from_env(env)  # a weak ENGINE_ADMIN_PASSWORD stops startup here
     except AuthNotConfigured as exc:
         print(str(exc), file=sys.stderr)
         return 2
@@ -314,7 +317,7 @@ async def serve(options: ServiceOptions, env: Mapping[str, str] | None = None) -
             setup_metrics(app, manager)
             setup_alerts(app, manager, config.alerts)
             setup_dashboard(app, manager, env=env, auth=auth)
-            runner = web.AppRunner(app, access_log=None, shutdown_timeout=5.0)
+            runner = EdgeRunner(app, limits, access_log=None, shutdown_timeout=5.0)
             await runner.setup()
             site = web.TCPSite(runner, options.host, options.port)
             await site.start()
@@ -343,32 +346,6 @@ async def serve(options: ServiceOptions, env: Mapping[str, str] | None = None) -
         await shutdown(manager, runner, options.shutdown_timeout_s)
         await asyncio.to_thread(target.stop)
     return exit_code
-
-
-class OneLineErrors(logging.Filter):
-    """Drop tracebacks from log records (they can carry job data, URLs or tokens) and keep
-    the exception's type; ``ENGINE_LOG_LEVEL=DEBUG`` keeps them for debugging."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if record.exc_info and record.exc_info[1] is not None:
-            name = type(record.exc_info[1]).__name__
-            record.msg = f"{record.getMessage()} ({name})"
-            record.args = ()
-            record.exc_info = None
-            record.exc_text = None
-        return True
-
-
-def configure_logging(level: str | None = None) -> None:
-    chosen = (level or os.environ.get("ENGINE_LOG_LEVEL") or "INFO").upper()
-    logging.basicConfig(
-        level=chosen,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    if chosen != "DEBUG":
-        for handler in logging.getLogger().handlers:
-            handler.addFilter(OneLineErrors())
 
 
 def run(options: ServiceOptions) -> int:

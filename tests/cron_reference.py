@@ -3,9 +3,9 @@
 It walks UTC instants one minute at a time, reads the wall clock of each with zoneinfo,
 and applies the documented policy from first principles:
 
-* wildcard hour (hour field starts with ``*``): fire whenever the wall clock shows a
+* wildcard (minute or hour field starts with ``*``): fire whenever the wall clock shows a
   matching time, so a repeated wall time fires twice and a skipped one never;
-* fixed hour: fire only the first time the clock shows a matching wall time (a wall time
+* fixed time (neither): fire only the first time the clock shows a matching wall time (a wall time
   is "already shown" when it is not later than the latest one shown so far), and when the
   clock jumps forward over a matching wall time, fire at the instant it lands.
 
@@ -80,7 +80,7 @@ class Expr:
     dows: frozenset[int]
     dom_star: bool
     dow_star: bool
-    wildcard_hour: bool
+    wildcard: bool
 
     @classmethod
     def parse(cls, text: str) -> Expr:
@@ -100,7 +100,7 @@ class Expr:
             dows=parse_field(dow, "dow"),
             dom_star=dom == "*",
             dow_star=dow == "*",
-            wildcard_hour=hour.startswith("*"),
+            wildcard=minute.startswith("*") or hour.startswith("*"),
         )
 
     def matches_minute(self, wall: datetime) -> bool:
@@ -141,7 +141,7 @@ def fires(
         wall = _wall(t, zone).replace(tzinfo=None)
         assert wall.second == 0 and wall.microsecond == 0, f"{tz} offset is not whole minutes"
         matched = spec.matches_minute(wall)
-        if spec.wildcard_hour:
+        if spec.wildcard:
             seconds = spec.seconds if matched else frozenset()
         else:
             new = latest is None or wall > latest

@@ -146,12 +146,24 @@ async def test_clean_completed_and_failed_with_grace_period(
     assert (
         body["removed"] == 3 and body["state"] == "completed" and body["gracePeriod"] == 3_600_000
     )
+    assert body["message"] == "3 completed jobs removed from serpram-sync"
     status, body, _ = await api.call("POST", "/api/queues/serpram-sync/clean/failed")
     assert status == 200 and body["removed"] == 2 and body["gracePeriod"] == 3_600_000
+    assert body["message"] == "2 failed jobs removed from serpram-sync"
     _, stats, _ = await api.call("GET", "/api/queues/serpram-sync/stats")
     assert stats["stats"]["completed"] == 0 and stats["stats"]["failed"] == 0
     _, ev, _ = await api.call("GET", "/api/queues/serpram-sync/events")
-    assert any(e["event"] == "cleaned" and e.get("by") == "tester" for e in ev["events"])
+    cleaned = [e for e in ev["events"] if e["event"] == "cleaned" and e.get("by") == "tester"]
+    assert cleaned and {e["count"] for e in cleaned} == {3, 2}  # numbers, not strings
+    assert all(isinstance(e["ts"], int) for e in ev["events"])
+
+
+async def test_event_numbers_are_typed(api: Api) -> None:
+    await api.manager.add_job("serpram-sync", {}, {"delay": 60_000})
+    _, ev, _ = await api.call("GET", "/api/queues/serpram-sync/events?count=5")
+    [delayed] = [e for e in ev["events"] if e["event"] == "delayed"]
+    assert isinstance(delayed["ts"], int) and delayed["delay"] == 60_000
+    assert isinstance(delayed["jobId"], str) and isinstance(delayed["id"], str)
 
 
 async def test_retry_promote_remove_a_job(api: Api, client: aioredis.Redis, prefix: str) -> None:
@@ -159,11 +171,16 @@ async def test_retry_promote_remove_a_job(api: Api, client: aioredis.Redis, pref
     await _finish(client, prefix, "ayt-sync", "failed", [failed.id])
     status, body, _ = await api.call("POST", f"/api/queues/ayt-sync/jobs/{failed.id}/retry")
     assert status == 200 and body["jobId"] == failed.id
+    assert body["message"] == f"Job {failed.id} retried"
     _, got, _ = await api.call("GET", f"/api/queues/ayt-sync/jobs/{failed.id}")
     assert got["job"]["state"] == "waiting"
-    # retrying a job that is not failed is a conflict, not a server error
+    # retrying a job that is not failed is a conflict naming the state it is in
     status, body, _ = await api.call("POST", f"/api/queues/ayt-sync/jobs/{failed.id}/retry")
     assert status == 409 and body["success"] is False
+    assert body["error"] == f"job {failed.id} is waiting: only failed jobs can be retried"
+    status, body, _ = await api.call("POST", f"/api/queues/ayt-sync/jobs/{failed.id}/promote")
+    assert status == 409
+    assert body["error"] == f"job {failed.id} is waiting: only delayed jobs can be promoted"
 
     delayed = await api.manager.add_job("ayt-sync", {}, {"delay": 3_600_000})
     status, _, _ = await api.call("POST", f"/api/queues/ayt-sync/jobs/{delayed.id}/promote")
@@ -193,7 +210,7 @@ async def test_run_now_enqueues_one_job(api: Api, path: str, queue: str, label: 
     status, body, _ = await api.call("POST", path)
     assert status == 200
     assert set(body) == {"success", "message", "jobId", "queue", "timestamp"}
-    assert body["message"] == f"Sincronización {label} iniciada"
+    assert body["message"] == f"{label} sync started"
     assert body["queue"] == queue and ISO_MS_Z.match(body["timestamp"])
     job = await api.manager.get_job(queue, body["jobId"])
     assert job is not None and job.data["by"] == "tester"
@@ -216,7 +233,7 @@ async def test_health_is_public_and_counts_only(api: Api) -> None:
     status, body, _ = await api.call("GET", "/api/queues/health", headers={})
     assert status == 200
     assert body["status"] == "healthy"
-    assert body["message"] == "Todas las colas funcionando normalmente"
+    assert body["message"] == "All queues are working normally"
     assert ISO_MS_Z.match(body["timestamp"])
     assert set(body["details"]["serpram-sync"]) == STATS_FIELDS
     assert body["details"]["serpram-sync"]["waiting"] == 1
@@ -261,3 +278,29 @@ async def test_unknown_path_and_method_are_json(api: Api) -> None:
     assert status == 404 and body["success"] is False
     status, body, resp = await api.call("GET", "/api/queues/serpram-sync/pause")
     assert status == 405 and body["success"] is False and "POST" in resp.headers["Allow"]
+
+
+async def test_messages_are_english_with_plurals_and_409s_name_the_state(
+    api: Api, client: aioredis.Redis, prefix: str
+) -> None:
+    one = (await api.manager.add_job("serpram-sync", {})).id
+    await _finish(client, prefix, "serpram-sync", "completed", [one])
+    _, body, _ = await api.call(
+        "POST", "/api/queues/serpram-sync/clean/completed", json={"gracePeriod": 0}
+    )
+    assert body["message"] == "1 completed job removed from serpram-sync"
+    _, body, _ = await api.call("POST", "/api/queues/serpram-sync/clean/failed")
+    assert body["message"] == "0 failed jobs removed from serpram-sync"
+    _, body, _ = await api.call("POST", "/api/queues/serpram-sync/pause")
+    assert body["message"] == "Queue serpram-sync paused"
+    _, body, _ = await api.call("POST", "/api/queues/serpram-sync/pause")
+    assert body["message"] == "Queue serpram-sync paused (it was already paused)"
+    _, body, _ = await api.call("POST", "/api/queues/serpram-sync/resume")
+    assert body["message"] == "Queue serpram-sync resumed"
+
+    running = (await api.manager.add_job("serpram-sync", {})).id
+    await client.lrem(f"{prefix}:{{serpram-sync}}:wait", 0, running)
+    await client.zadd(f"{prefix}:{{serpram-sync}}:active", {running: 0})
+    status, body, _ = await api.call("DELETE", f"/api/queues/serpram-sync/jobs/{running}")
+    assert status == 409
+    assert body["error"] == f"job {running} is active: an active job cannot be removed"

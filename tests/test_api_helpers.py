@@ -16,6 +16,7 @@ from aiohttp import web
 
 from engine import QueueManager
 from engine.api import ApiSettings, AuthConfig, RunTarget, create_app
+from engine.api.server import EdgeRunner, HttpLimits
 from engine.api.state import ScheduleReader
 from engine.job import Job
 
@@ -105,6 +106,7 @@ async def serve(
     run_targets: Iterable[RunTarget] | None = None,
     schedules: ScheduleReader | None = None,
     settings: ApiSettings | None = None,
+    limits: HttpLimits | None = None,
 ) -> AsyncIterator[Api]:
     app = create_app(
         manager,
@@ -113,7 +115,7 @@ async def serve(
         schedules=schedules,
         settings=settings,
     )
-    runner = web.AppRunner(app)
+    runner = EdgeRunner(app, limits)  # the service's server: its timeouts and error answers
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()

@@ -42,14 +42,19 @@ def test_operator_commands_round_trip(cli_env: str, capsys: pytest.CaptureFixtur
 
     code, body = run(capsys, "pause", "serpram-sync")
     assert code == 0 and body["changed"] is True
+    assert body["message"] == "Queue serpram-sync paused"  # the API's JSON, message included
     code, body = run(capsys, "stats", "serpram-sync")
     assert code == 0 and body["stats"]["name"] == "serpram-sync"  # type: ignore[index]
     code, body = run(capsys, "resume", "serpram-sync")
     assert code == 0 and body["paused"] is False
     code, body = run(capsys, "jobs", "ayt-sync", "--state", "failed")
     assert code == 0 and body["jobs"] == []
+    assert (body["start"], body["end"], body["count"]) == (0, 9, 0)
+    code, body = run(capsys, "jobs", "ayt-sync", "--start", "5", "--end", "5000")
+    assert code == 0 and body["end"] == 1004  # one page, as the API serves it
     code, body = run(capsys, "clean", "ayt-sync", "completed", "--grace-ms", "0")
-    assert code == 0 and body["removed"] == 0
+    assert code == 0 and body["removed"] == 0 and body["gracePeriod"] == 0
+    assert body["message"] == "0 completed jobs removed from ayt-sync"
 
 
 def test_operator_errors_are_one_line(cli_env: str, capsys: pytest.CaptureFixture[str]) -> None:
@@ -64,10 +69,17 @@ def test_operator_errors_are_one_line(cli_env: str, capsys: pytest.CaptureFixtur
 def test_token_is_minted_from_the_configured_secret(
     cli_env: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    assert main(["token"]) == 2
+    assert main(["token", "--role", "admin"]) == 2
     assert "ENGINE_JWT_SECRET" in capsys.readouterr().err
     secret = secrets.token_hex(32)
     monkeypatch.setenv("ENGINE_JWT_SECRET", secret)
+    # the role is explicit: no admin token by default
+    with pytest.raises(SystemExit) as exited:
+        main(["token"])
+    assert exited.value.code == 2 and "--role" in capsys.readouterr().err
+    # no token outliving the service's maximum lifetime
+    assert main(["token", "--role", "viewer", "--ttl", str(30 * 24 * 3600)]) == 2
+    assert "ENGINE_JWT_MAX_LIFETIME_S" in capsys.readouterr().err
     assert main(["token", "--role", "admin", "--sub", "ana", "--ttl", "60"]) == 0
     token = capsys.readouterr().out.strip()
     claims = jwt.decode(token, secret, algorithms=["HS256"])

@@ -15,6 +15,7 @@ from aiohttp import web
 
 from engine import QueueManager
 from engine.api.dashboard import setup_dashboard
+from tests.helpers import wait_for
 from tests.monitoring import PASSWORD, serve_dashboard, token
 
 
@@ -165,3 +166,97 @@ async def _next_event(r: aiohttp.ClientResponse) -> dict[str, Any]:
         elif line == b"\n" and data:
             return orjson.loads(data)  # type: ignore[no-any-return]
     raise AssertionError("stream ended")
+
+
+@pytest.mark.parametrize(
+    "password",
+    [
+        "x",
+        "short-pw-1",
+        "aaaaaaaaaaaaaaaa",
+        "abababababababab",
+        "my-admin-is-great",
+        "Password2024!",
+    ],
+)
+def test_a_weak_password_is_refused_at_startup(manager: QueueManager, password: str) -> None:
+    with pytest.raises(ValueError, match="ENGINE_ADMIN_PASSWORD is too weak"):
+        setup_dashboard(web.Application(), manager, env={"ENGINE_ADMIN_PASSWORD": password})
+
+
+def test_a_generated_password_is_strong_enough(manager: QueueManager) -> None:
+    import secrets
+
+    env = {"ENGINE_ADMIN_PASSWORD": secrets.token_urlsafe(16)}
+    assert setup_dashboard(web.Application(), manager, env=env) is True
+
+
+async def test_failed_logins_are_logged_without_the_password(
+    manager: QueueManager, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="engine.dashboard")
+    guess = "hunter2-guess-xyz"
+    async with serve_dashboard(manager) as base, aiohttp.ClientSession() as s:
+        async with s.get(base + "/admin/queues") as r:  # a browser's first, bare request
+            assert r.status == 401
+        assert "login failed" not in caplog.text
+        async with s.get(base + "/admin/queues", headers=basic("root\nfake line", guess)) as r:
+            assert r.status == 401
+    [line] = [r.getMessage() for r in caplog.records if "login failed" in r.getMessage()]
+    assert "'root\\nfake line'" in line and "127.0.0.1" in line  # quoted: no log injection
+    assert guess not in caplog.text
+
+
+async def test_repeated_failures_lock_the_address_out(manager: QueueManager) -> None:
+    async with serve_dashboard(manager) as base, aiohttp.ClientSession() as s:
+        statuses = []
+        for i in range(300):
+            async with s.get(
+                base + "/admin/queues/api/queues", headers=basic("admin", f"g{i}")
+            ) as r:
+                statuses.append(r.status)
+                retry_after = r.headers.get("Retry-After")
+        assert statuses[:5] == [401] * 5  # a few typos are free
+        # then locked out: no credential is checked until the lockout (1 s, doubling per
+        # failure) has passed, so of 300 guesses only a handful are ever checked
+        assert set(statuses) == {401, 429} and statuses.count(401) <= 15
+        assert retry_after is not None and int(retry_after) >= 1
+
+        # while locked out, the right password gets the same answer: right after a failure
+        # that was checked (so a fresh lockout of at least 2 s has just begun)
+        async def checked_failure() -> bool:
+            async with s.get(base + "/admin/queues/api/queues", headers=basic("admin", "x")) as r:
+                return r.status == 401
+
+        await wait_for(checked_failure, timeout_s=120, interval_s=0.05)
+        async with s.get(base + "/admin/queues/api/queues", headers=ADMIN) as r:
+            assert r.status == 429
+            assert (await r.json())["error"].startswith("too many failed logins")
+
+
+def test_the_lockout_grows_expires_resets_and_is_bounded() -> None:
+    from engine.api.dashboard.throttle import LoginThrottle
+
+    now = [0.0]
+    throttle = LoginThrottle(
+        free_failures=2, base_s=1, max_s=8, max_addresses=50, clock=lambda: now[0]
+    )
+    for _ in range(2):
+        throttle.failed("a")
+    assert throttle.retry_after("a") == 0
+    throttle.failed("a")
+    assert throttle.retry_after("a") == 1
+    waits = []
+    for _ in range(5):
+        throttle.failed("a")
+        waits.append(throttle.retry_after("a"))
+    assert waits == [2, 4, 8, 8, 8]  # doubling, capped
+    assert throttle.retry_after("b") == 0  # per address
+    now[0] += 8
+    assert throttle.retry_after("a") == 0  # expired
+    throttle.succeeded("a")
+    throttle.failed("a")
+    assert throttle.retry_after("a") == 0  # a success started the count again
+    for i in range(10_000):  # a client rotating addresses
+        throttle.failed(f"10.0.{i // 256}.{i % 256}")
+    assert len(throttle) <= 50

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from engine.cron import parse_schedule
+from engine.cron import next_fire, parse_schedule
 from engine.lock import LeaseConfig
 from engine.scheduler import (
-    MAX_FIRES_PER_CALL,
     ScheduleDefinition,
     Scheduler,
     define_schedule,
@@ -53,56 +52,7 @@ def every(ms: int, **kw) -> ScheduleDefinition:
     return define_schedule("tick", "q", every_ms=ms, **kw)
 
 
-# -- pure planning -------------------------------------------------------------------------
-
-S = 1000
-
-
-@pytest.mark.parametrize(
-    "misfire, grace, now, fire, missed",
-    [
-        ("once", 100, 10 * S, [10 * S], list(range(S, 10 * S, S))),
-        ("once", 100, 1 * S, [S], []),
-        ("skip", 100, 10 * S, [10 * S], list(range(S, 10 * S, S))),
-        ("skip", 100, 10 * S + 101, [], list(range(S, 11 * S, S))),
-        ("skip", 500, 10 * S + 400, [10 * S], list(range(S, 10 * S, S))),
-        ("all", 3 * S, 10 * S, [7 * S, 8 * S, 9 * S, 10 * S], list(range(S, 7 * S, S))),
-        ("all", 10**9, 5 * S, [S, 2 * S, 3 * S, 4 * S, 5 * S], []),
-        ("all", 100, 5 * S + 101, [], list(range(S, 6 * S, S))),
-    ],
-)
-def test_misfire_policy_plans(misfire, grace, now, fire, missed):
-    d = every(S, misfire=misfire, misfire_grace_ms=grace)
-    plan = plan_fires(d, S, now)
-    assert list(plan.fire) == fire
-    assert list(plan.missed) == missed
-    assert plan.extra_missed == 0
-    assert plan.next_ms == (now // S + 1) * S
-
-
-def test_plan_for_a_tick_not_yet_due_is_empty():
-    plan = plan_fires(every(S), 5 * S, 4 * S)
-    assert (plan.fire, plan.missed, plan.next_ms) == ((), (), 5 * S)
-
-
-def test_catch_up_of_all_is_chunked_and_long_outages_are_counted_not_listed():
-    d = every(S, misfire="all", misfire_grace_ms=10**12)
-    plan = plan_fires(d, S, 1000 * S)
-    assert len(plan.fire) == MAX_FIRES_PER_CALL
-    assert plan.next_ms == (MAX_FIRES_PER_CALL + 1) * S  # the rest in the next call
-    plan = plan_fires(every(S, misfire="once"), S, 200_000 * S)
-    assert plan.fire == (200_000 * S,)
-    assert len(plan.missed) == 1000 and plan.extra_missed == 200_000 - 1 - 1000
-    assert len(plan.missed) + plan.extra_missed + len(plan.fire) == 200_000
-    assert plan.next_ms == 200_001 * S
-
-
-def test_cron_plan_uses_the_expression():
-    d = define_schedule("c", "q", cron="*/5 * * * *", misfire="all", misfire_grace_ms=10**9)
-    base = 1_700_000_100_000 // 300_000 * 300_000
-    plan = plan_fires(d, base, base + 12 * 60_000)
-    assert plan.fire == (base, base + 300_000, base + 600_000)
-    assert plan.next_ms == base + 900_000
+# -- definitions -----------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -227,6 +177,53 @@ async def test_misfire_policy_after_all_instances_were_down(store, schedulers, m
     events = await store.client.xrange(store.keys("q").events)
     assert state.missed_count == all_missed >= len(missed)
     assert sum(1 for _, f in events if f["event"] == "missed") == all_missed
+
+
+@pytest.mark.parametrize(
+    "expr, gap_days, lease",
+    [
+        ("*/10 * * * * *", 6, LeaseConfig(ttl_ms=3000, renew_interval_ms=1000, margin_ms=500)),
+        ("* * * * *", 70, LeaseConfig()),
+    ],
+)
+async def test_a_leader_after_a_long_gap_fires_the_latest_tick_and_keeps_its_lease(
+    store, schedulers, expr, gap_days, lease
+):
+    """#12 item 2: on main the catch-up scan blocked the loop past the lease (0 fires, the
+    epoch climbing); now the latest tick fires at once, by the same leader."""
+    d = define_schedule("tick", "q", cron=expr, misfire="once")
+    await upsert_schedule(store, d)
+    k = store.keys("q")
+    now = await server_time_ms(store)
+    stale = next_fire(d.schedule, now - gap_days * 86_400_000)
+    await store.client.hset(k.schedule("tick"), "next", stale)
+    await store.client.zadd(k.schedules, {"tick": stale})
+    leader = schedulers(instance_id="a", lease=lease)
+    await wait_for(lambda: _count_fired(store, 1), timeout_s=10)
+    entries = await ledger(store)
+    fired = [t for t, kind, _, _ in entries if kind == "fired"]
+    assert fired[0] >= now - 60_000  # the latest due tick, not the stale one
+    assert leader.lease.epoch == 1 and await store.client.hget(k.meta, "leaderEpoch") == "1"
+    summary = [f for _, f in await store.client.xrange(k.schedule_ledger("tick")) if "count" in f]
+    assert len(summary) == 1 and summary[0]["exact"] == "0"  # at least N, said so
+    h = await store.client.hgetall(k.schedule("tick"))
+    assert h["missedAtLeast"] == "1" and int(h["missed"]) > 100
+
+
+async def test_a_resent_fire_call_is_taken_as_applied(store, schedulers, caplog):
+    await upsert_schedule(store, every(60_000))
+    s = Scheduler(store, "q", LEASE, instance_id="a")
+    assert await s.lease.acquire()
+    k = store.keys("q")
+    due = (await server_time_ms(store)) // 60_000 * 60_000
+    await store.client.hset(k.schedule("tick"), "next", due)
+    fp = await store.client.hget(k.schedule("tick"), "fp")
+    plan = plan_fires(every(60_000), due, due + 5)
+    assert (await s._call_fire("tick", fp, due, plan, ""))[::3] == (1, 0)
+    # The same call once more, as redis-py sends it again after a lost reply.
+    assert (await s._call_fire("tick", fp, due, plan, ""))[::3] == (0, 1)
+    assert await store.client.llen(k.wait) == 1
+    await s.lease.release()
 
 
 async def _server_after(store, ms):

@@ -309,21 +309,6 @@ def test_service_options_from_env_and_flags() -> None:
         ServiceOptions(port=70000)
 
 
-def test_service_logs_carry_no_tracebacks() -> None:
-    import logging
-
-    record = logging.LogRecord(
-        "aiohttp.server", logging.ERROR, __file__, 1, "Error %s", ("x",), None
-    )
-    try:
-        raise ValueError("secret detail")
-    except ValueError:
-        record.exc_info = sys.exc_info()
-    assert service.OneLineErrors().filter(record)
-    assert record.exc_info is None
-    assert record.getMessage() == "Error x (ValueError)"
-
-
 async def test_redis_down_at_startup_gives_503_then_recovers(
     tmp_path: Path, redis_factory: Callable[..., RedisServer]
 ) -> None:
@@ -425,3 +410,31 @@ async def test_a_private_redis_that_fails_to_start_shows_its_log_not_a_traceback
     log = proc.log.read_text()
     assert "Can't open or create append-only dir" in log
     assert "Traceback" not in log and "FileNotFoundError" not in log
+
+
+async def test_the_service_serves_through_the_edge_runner_with_its_limits(
+    tmp_path: Path, redis_factory: Callable[..., RedisServer]
+) -> None:
+    env = _env(tmp_path, redis_factory().url, secrets.token_hex(32))
+    env.update({"ENGINE_HTTP_HEADER_TIMEOUT_S": "0.5", "ENGINE_HTTP_KEEPALIVE_S": "600"})
+    async with aiohttp.ClientSession() as session, engine_process(tmp_path, env) as proc:
+        await wait_for(lambda: _healthy(session, proc), timeout_s=30)
+        reader, writer = await asyncio.open_connection("127.0.0.1", proc.port)
+        writer.write(b"GET /api/queues/health HTTP/1.1\r\n")  # and never the rest
+        assert await asyncio.wait_for(reader.read(), 30) == b""  # closed by the server
+        writer.close()
+        proc.proc.send_signal(signal.SIGTERM)
+        assert await proc.wait_exit() == 0
+    env["ENGINE_HTTP_MAX_CONNECTIONS"] = "none"
+    async with engine_process(tmp_path, env) as proc:
+        assert await proc.wait_exit() == 2
+    assert "ENGINE_HTTP_MAX_CONNECTIONS" in proc.log.read_text()
+
+
+async def test_a_weak_dashboard_password_stops_startup_with_a_clear_error(tmp_path: Path) -> None:
+    env = _env(tmp_path, f"redis://127.0.0.1:{free_port()}/0", secrets.token_hex(32))
+    env["ENGINE_ADMIN_PASSWORD"] = "admin"
+    async with engine_process(tmp_path, env) as proc:
+        assert await proc.wait_exit() == 2
+    log = proc.log.read_text()
+    assert "ENGINE_ADMIN_PASSWORD is too weak" in log and "Traceback" not in log

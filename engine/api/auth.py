@@ -7,6 +7,7 @@ both is refused, so a token signed with HMAC over the public key can never verif
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 import time
@@ -23,6 +24,10 @@ from cryptography.hazmat.primitives.serialization import load_pem_public_key
 MIN_SECRET_BYTES = 32
 DEFAULT_LEEWAY_S = 30
 MAX_LEEWAY_S = 300
+# A stolen token is good until it expires: tokens that live longer than this are refused
+# however they were signed (exp - iat, or exp - now without iat).
+DEFAULT_MAX_LIFETIME_S = 24 * 3600
+MAX_MAX_LIFETIME_S = 366 * 24 * 3600
 ADMIN_ROLE = "admin"
 
 
@@ -94,12 +99,17 @@ class AuthConfig:
     audience: str | None = None
     issuer: str | None = None
     leeway_s: int = DEFAULT_LEEWAY_S
+    max_lifetime_s: int = DEFAULT_MAX_LIFETIME_S
 
     def __post_init__(self) -> None:
         if not self.algorithms or len({a[:2] for a in self.algorithms}) != 1:
             raise ValueError("JWT algorithms must be one family (HS, RS or ES)")
         if not 0 <= self.leeway_s <= MAX_LEEWAY_S:
             raise ValueError(f"ENGINE_JWT_LEEWAY_S must be between 0 and {MAX_LEEWAY_S}")
+        if not 60 <= self.max_lifetime_s <= MAX_MAX_LIFETIME_S:
+            raise ValueError(
+                f"ENGINE_JWT_MAX_LIFETIME_S must be between 60 and {MAX_MAX_LIFETIME_S}"
+            )
         if self.is_symmetric:
             if "-----BEGIN" in self.key:
                 # PyJWT refuses PEM keys as HMAC secrets (CVE-2022-29217); say so up front.
@@ -122,21 +132,18 @@ class AuthConfig:
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> AuthConfig:
         """Read ``ENGINE_JWT_SECRET`` or ``ENGINE_JWT_PUBLIC_KEY`` (PEM text or a path),
-        ``ENGINE_JWT_AUDIENCE``, ``ENGINE_JWT_ISSUER`` and ``ENGINE_JWT_LEEWAY_S``."""
+        ``ENGINE_JWT_AUDIENCE``, ``ENGINE_JWT_ISSUER``, ``ENGINE_JWT_LEEWAY_S`` and
+        ``ENGINE_JWT_MAX_LIFETIME_S``."""
         env = os.environ if env is None else env
         secret = env.get("ENGINE_JWT_SECRET") or ""
         public = env.get("ENGINE_JWT_PUBLIC_KEY") or ""
         if secret and public:
             raise ValueError("set ENGINE_JWT_SECRET or ENGINE_JWT_PUBLIC_KEY, not both")
-        leeway_raw = env.get("ENGINE_JWT_LEEWAY_S") or str(DEFAULT_LEEWAY_S)
-        try:
-            leeway = int(leeway_raw)
-        except ValueError:
-            raise ValueError("ENGINE_JWT_LEEWAY_S must be an integer") from None
         common: dict[str, Any] = {
             "audience": env.get("ENGINE_JWT_AUDIENCE") or None,
             "issuer": env.get("ENGINE_JWT_ISSUER") or None,
-            "leeway_s": leeway,
+            "leeway_s": _env_int(env, "ENGINE_JWT_LEEWAY_S", DEFAULT_LEEWAY_S),
+            "max_lifetime_s": _env_int(env, "ENGINE_JWT_MAX_LIFETIME_S", DEFAULT_MAX_LIFETIME_S),
         }
         if secret:
             return cls.hs256(secret, **common)
@@ -166,15 +173,29 @@ class AuthConfig:
         except (jwt.PyJWTError, ValueError, TypeError):
             # One message for every other failure: the client learns nothing to iterate on.
             raise AuthFailed("invalid token") from None
+        self._check_lifetime(claims)
         return Principal(subject=_subject(claims), roles=_roles(claims))
+
+    def _check_lifetime(self, claims: Mapping[str, Any]) -> None:
+        # PyJWT accepts a numeric string ("9999999999") and any float for exp; the RFC
+        # says NumericDate, and a finite one.
+        times = {name: claims[name] for name in ("exp", "iat", "nbf") if name in claims}
+        if not all(_numeric_date(value) for value in times.values()):
+            raise AuthFailed("invalid token")
+        start = times.get("iat", time.time())
+        if times["exp"] - start > self.max_lifetime_s + self.leeway_s:
+            raise AuthFailed("token lifetime exceeds the maximum")
 
     def mint(self, subject: str, role: str | None, ttl_s: int = 3600) -> str:
         """A signed token for development (HS256 only: the service never holds a private
         key)."""
         if not self.is_symmetric:
             raise ValueError("tokens can only be minted with ENGINE_JWT_SECRET (HS256)")
-        if ttl_s < 1:
-            raise ValueError("ttl must be at least 1 second")
+        if not 1 <= ttl_s <= self.max_lifetime_s:
+            raise ValueError(
+                f"ttl must be between 1 and {self.max_lifetime_s} seconds "
+                "(ENGINE_JWT_MAX_LIFETIME_S)"
+            )
         now = int(time.time())
         claims: dict[str, Any] = {"sub": subject, "iat": now, "exp": now + ttl_s}
         if role:
@@ -188,6 +209,23 @@ class AuthConfig:
 
 def mint_token(config: AuthConfig, subject: str, role: str | None, ttl_s: int = 3600) -> str:
     return config.mint(subject, role, ttl_s)
+
+
+def _env_int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name) or str(default)
+    try:
+        return int(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be an integer") from None
+
+
+def _numeric_date(value: Any) -> bool:
+    return (
+        isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and 0 <= value < 2**53
+    )
 
 
 def _subject(claims: Mapping[str, Any]) -> str:

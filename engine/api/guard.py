@@ -12,6 +12,7 @@ from aiohttp import web
 
 from .auth import AuthFailed, bearer_token
 from .errors import ApiError, Handler, unauthorized
+from .payload import duplicate_query_param
 from .state import ACCESS, AUTH, PRINCIPAL, QUERY_PARAMS, SETTINGS
 
 PUBLIC = "public"
@@ -41,6 +42,9 @@ async def guard_middleware(request: web.Request, handler: Handler) -> web.Stream
         unknown = sorted(set(request.query) - allowed)
         if unknown:
             raise ApiError(400, f"unknown query parameter {unknown[0]!r}", field=unknown[0])
+        twice = duplicate_query_param(request)
+        if twice is not None:
+            raise ApiError(400, f"query parameter {twice!r} given more than once", field=twice)
     if access == STREAM:
         return await handler(request)
     async with asyncio.timeout(settings.request_timeout_s):

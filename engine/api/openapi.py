@@ -8,6 +8,7 @@ from typing import Any
 from ..job import JobState
 from ..queue import MAX_PAGE
 from .guard import ADMIN, PUBLIC
+from .payload import NUMERIC_EVENT_FIELDS
 from .routes import ROUTES, Route
 
 _TS = {"type": "string", "format": "date-time", "example": "2025-11-17T23:45:00.000Z"}
@@ -179,8 +180,9 @@ OPERATIONS: dict[str, tuple[str, list[dict[str, Any]], dict[str, Any] | None, di
             {
                 "name": "end",
                 "in": "query",
-                "description": f"inclusive, >= start; at most {MAX_PAGE} jobs per page "
-                "(end - start < 1000), else 400",
+                "description": f"inclusive (default start + 9); at most {MAX_PAGE} jobs per "
+                f"page: a wider range stops at start + {MAX_PAGE - 1} (the reply's `end` says "
+                "where), a range ending before start is empty",
                 "schema": {**_INT, "maximum": 10**9},
             },
         ],
@@ -220,9 +222,10 @@ OPERATIONS: dict[str, tuple[str, list[dict[str, Any]], dict[str, Any] | None, di
                         "type": "object",
                         "properties": {
                             "id": {"type": "string"},
-                            "ts": {"type": "string"},
                             "event": {"type": "string"},
+                            **{name: {"type": "integer"} for name in sorted(NUMERIC_EVENT_FIELDS)},
                         },
+                        "required": ["id", "ts", "event"],
                         "additionalProperties": {"type": "string"},
                     },
                 },

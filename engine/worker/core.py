@@ -16,6 +16,7 @@ Delivery is at-least-once: a job whose worker dies runs again after its lease ex
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import socket
@@ -40,7 +41,11 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("engine.worker")
 
-_CLOSE_FLUSH_S = 5.0
+# What close() may spend after the handlers' grace period, whatever Redis does.
+CLOSE_BOUND_S = 6.0
+_INTERRUPT_S = 1.0  # cancelling the blocking pop (and re-arming a wake-up): before the grace
+_CANCEL_GRACE_S = 1.0  # for cancelled handlers to end
+_STOP_S = 1.0  # cancelling the tasks and closing the blocking connection
 
 
 class Worker:
@@ -130,30 +135,65 @@ class Worker:
 
     async def close(self, timeout_s: float = 30.0) -> None:
         """Stop fetching, let running jobs finish within ``timeout_s``, hand the others back
-        to ``wait`` at once, then release everything. Safe to call twice."""
+        to ``wait`` at once, then release everything. Safe to call twice; never raises.
+
+        Bounded whatever handlers and Redis do: ``timeout_s`` for the handlers, then at
+        most ``CLOSE_BOUND_S`` for the rest (cancelled handlers that ignore it are left
+        running; hand-backs and finishes Redis does not take in time re-run after their
+        lease)."""
         if self._closed:
             return
         self._closed = True
         self._closing = True
         self._wake.set()
-        await self._exchange.interrupt_block(_CLOSE_FLUSH_S)
+        try:
+            await self._close(max(timeout_s, 0.0))
+        except Exception:  # close never raises: log what went wrong, finish closing
+            logger.exception("Worker %s of queue %s: error while closing", self.id, self.queue_name)
+        finally:
+            await self._stop()
+        logger.info("Worker %s of queue %s closed", self.id, self.queue_name)
+
+    async def _close(self, timeout_s: float) -> None:
+        loop = asyncio.get_running_loop()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._exchange.interrupt_block(_INTERRUPT_S), _INTERRUPT_S)
         handlers = [a.task for a in self._attempts.values() if a.task and not a.task.done()]
         if handlers:
-            await asyncio.wait(handlers, timeout=max(timeout_s, 0))
+            await asyncio.wait(handlers, timeout=timeout_s)
+        deadline = loop.time() + CLOSE_BOUND_S - _STOP_S
         leftover = [a for a in self._attempts.values() if a.task and not a.task.done()]
         for attempt in leftover:
             attempt.released = True
             assert attempt.task is not None
             attempt.task.cancel()
         if leftover:
-            await asyncio.gather(*(a.task for a in leftover if a.task), return_exceptions=True)
-            await self._release(leftover)
+            tasks = [a.task for a in leftover if a.task is not None]
+            _, stuck = await asyncio.wait(tasks, timeout=_CANCEL_GRACE_S)
+            if stuck:
+                logger.warning(
+                    "Worker %s closing: %d handler(s) of queue %s ignore cancellation; "
+                    "their jobs are handed back anyway",
+                    self.id,
+                    len(stuck),
+                    self.queue_name,
+                )
+            try:
+                await asyncio.wait_for(self._release(leftover), max(deadline - loop.time(), 0.01))
+            except TimeoutError:
+                logger.warning(
+                    "Worker %s could not hand back %d job(s) of queue %s in time; they "
+                    "re-run after their lease",
+                    self.id,
+                    len(leftover),
+                    self.queue_name,
+                )
         driver = self._supervisor.tasks.get("exchange")
         if driver is not None:
             # Flush the finishes of jobs that ended in the grace period (bounded: Redis
             # may be down; unsent finishes then re-run after their lease expires).
             try:
-                await asyncio.wait_for(asyncio.shield(driver), _CLOSE_FLUSH_S)
+                await asyncio.wait_for(asyncio.shield(driver), max(deadline - loop.time(), 0.01))
             except TimeoutError:
                 logger.warning(
                     "Worker %s closing: %d finished job(s) of queue %s could not be recorded",
@@ -161,15 +201,20 @@ class Worker:
                     len(self._pending),
                     self.queue_name,
                 )
+
+    async def _stop(self) -> None:
         inflight = list(self._exchange.inflight)
         for task in inflight:
             task.cancel()
-        await self._supervisor.cancel()
-        await asyncio.gather(*inflight, return_exceptions=True)
+        tasks = [*inflight, *self._supervisor.tasks.values()]
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks, timeout=_STOP_S / 2)
         self._runner.shutdown()
-        await self._exchange.aclose()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self._exchange.aclose(), _STOP_S / 2)
         self._attempts.clear()
-        logger.info("Worker %s of queue %s closed", self.id, self.queue_name)
 
     async def _release(self, attempts: list[Attempt]) -> None:
         pairs: list[str | int] = []

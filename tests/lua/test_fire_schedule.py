@@ -1,9 +1,13 @@
-"""fire_schedule-10 called directly: fence, compare-and-set, due check, ledger, overlap."""
+"""fire_schedule-11+ called directly: fence, compare-and-set, due check, ledger, overlap,
+resend, declared keys."""
 
 from __future__ import annotations
 
+from unittest.mock import ANY
+
 import orjson
 import pytest
+from redis.exceptions import ResponseError
 
 from engine.lock import LeaderLease, LeaseConfig
 from engine.scheduler import define_schedule, server_time_ms, upsert_schedule
@@ -32,20 +36,53 @@ async def setup(store, *, overlap="allow", **kw):
 
 
 def call(
-    store, k, lease, fp, expected, new_next, fire=(), missed=(), extra=0, token=None, epoch=None
+    store,
+    k,
+    lease,
+    fp,
+    expected,
+    new_next,
+    fire=(),
+    missed=(),
+    extra=0,
+    token=None,
+    epoch=None,
+    previous="",
+    extra_from="",
+    exact="1",
+    keys=None,
 ):
+    fixed = [
+        k.lease,
+        k.meta,
+        k.schedules,
+        k.schedule("tick"),
+        k.schedule_ledger("tick"),
+        k.wait,
+        k.prioritized,
+        k.active,
+        k.delayed,
+        k.events,
+        k.marker,
+    ]
+    tail = [k.job(f"tick:{t}") for t in fire] + ([k.job(previous)] if previous else [])
     return store.scripts.fire_schedule(
-        [k.lease, k.meta, k.schedules, k.schedule("tick"), k.schedule_ledger("tick"), k.wait,
-         k.active, k.delayed, k.events, k.marker],
+        fixed + tail if keys is None else keys,
         [token or lease.token, lease.epoch if epoch is None else epoch, "tick", fp, expected,
-         new_next, ",".join(map(str, fire)), ",".join(map(str, missed)), extra, k.job_prefix,
-         1000, 1000],
+         new_next, ",".join(map(str, fire)), ",".join(map(str, missed)), extra, extra_from,
+         exact, previous, 1000, 1000],
     )  # fmt: skip
+
+
+async def last_job(store, k):
+    return await store.client.hget(k.schedule("tick"), "lastJob") or ""
 
 
 async def test_fire_enqueues_the_deterministic_job_records_the_ledger_and_moves_next(store):
     k, past, lease, fp = await setup(store)
-    code, missed, now = await call(store, k, lease, fp, past, past + 2000, fire=[past, past + 1000])
+    code, missed, now, _ = await call(
+        store, k, lease, fp, past, past + 2000, fire=[past, past + 1000]
+    )
     assert (code, missed) == (2, 0) and now >= past
     c = store.client
     assert await c.lrange(k.wait, 0, -1) == [f"tick:{past}", f"tick:{past + 1000}"]
@@ -70,20 +107,50 @@ async def test_fire_enqueues_the_deterministic_job_records_the_ledger_and_moves_
     assert await c.zscore(k.marker, "w") == 0
 
 
-async def test_second_fire_of_the_same_tick_is_refused_by_the_compare_and_set(store):
+async def test_a_resent_fire_is_recognised_as_already_applied_and_writes_nothing(store):
     k, past, lease, fp = await setup(store)
-    assert (await call(store, k, lease, fp, past, past + 1000, fire=[past]))[0] == 1
-    code, _, _ = await call(store, k, lease, fp, past, past + 1000, fire=[past])
-    assert code == -5
+    assert await call(store, k, lease, fp, past, past + 1000, fire=[past]) == [1, 0, ANY, 0]
+    # The same call again (redis-py resends a call whose reply it lost).
+    code, missed, _, resent = await call(store, k, lease, fp, past, past + 1000, fire=[past])
+    assert (code, missed, resent) == (0, 0, 1)
     assert await store.client.llen(k.wait) == 1
     assert await store.client.xlen(k.schedule_ledger("tick")) == 1
+    # A different plan from the same stale `next` is a real conflict.
+    code, _, _, resent = await call(store, k, lease, fp, past, past + 2000, fire=[past])
+    assert (code, resent) == (-5, 0)
+
+
+async def test_every_key_is_declared_and_checked_before_any_write(store):
+    k, past, lease, fp = await setup(store)
+    c = store.client
+    fixed = [k.lease, k.meta, k.schedules, k.schedule("tick"), k.schedule_ledger("tick"), k.wait,
+             k.prioritized, k.active, k.delayed, k.events, k.marker]  # fmt: skip
+    with pytest.raises(ResponseError, match="expected 13 keys"):
+        await call(store, k, lease, fp, past, past + 2000, fire=[past, past + 1000],
+                   keys=[*fixed, k.job(f"tick:{past}")])  # fmt: skip
+    with pytest.raises(ResponseError, match="not the job of tick"):
+        await call(store, k, lease, fp, past, past + 1000, fire=[past],
+                   keys=[*fixed, k.job("tick:1")])  # fmt: skip
+    await c.hset(k.schedule("tick"), "lastJob", "tick:7")
+    with pytest.raises(ResponseError, match="not the job tick:7"):
+        await call(store, k, lease, fp, past, past + 1000, fire=[past], previous="tick:7",
+                   keys=[*fixed, k.job(f"tick:{past}"), k.job("other")])  # fmt: skip
+    assert await c.exists(k.wait, k.schedule_ledger("tick"), k.job(f"tick:{past}")) == 0
+    assert await c.hget(k.schedule("tick"), "next") == str(past)
+
+
+async def test_a_caller_with_a_stale_last_job_is_refused(store):
+    k, past, lease, fp = await setup(store)
+    assert (await call(store, k, lease, fp, past, past + 1000, fire=[past]))[0] == 1
+    code, *_ = await call(store, k, lease, fp, past + 1000, past + 2000, fire=[past + 1000])
+    assert code == -5  # lastJob is tick:<past> now, the caller said none
 
 
 @pytest.mark.parametrize("which", ["token", "epoch"])
 async def test_stale_token_or_epoch_is_refused_and_writes_nothing(store, which):
     k, past, lease, fp = await setup(store)
     stale = {"token": {"token": "someone/else"}, "epoch": {"epoch": lease.epoch - 1}}[which]
-    code, _, _ = await call(store, k, lease, fp, past, past + 1000, fire=[past], **stale)
+    code, _, _, _ = await call(store, k, lease, fp, past, past + 1000, fire=[past], **stale)
     assert code == -4
     assert await store.client.exists(k.wait, k.schedule_ledger("tick"), k.job(f"tick:{past}")) == 0
     assert await store.client.hget(k.schedule("tick"), "next") == str(past)
@@ -106,40 +173,41 @@ async def test_changed_definition_or_pause_refuses_a_fire_computed_from_the_old_
 async def test_a_tick_after_server_time_is_refused_as_not_due(store):
     k, past, lease, fp = await setup(store)
     future = past + 2 * HOUR
-    code, _, now = await call(store, k, lease, fp, past, future + 1000, fire=[past, future])
+    code, _, now, _ = await call(store, k, lease, fp, past, future + 1000, fire=[past, future])
     assert code == -6 and now < future
-    code, _, _ = await call(store, k, lease, fp, past, future + 1000, missed=[future])
+    code, _, _, _ = await call(store, k, lease, fp, past, future + 1000, missed=[future])
     assert code == -6
     await store.client.hset(k.schedule("tick"), "next", future)
-    code, _, _ = await call(store, k, lease, fp, future, future + 1000)
+    code, _, _, _ = await call(store, k, lease, fp, future, future + 1000)
     assert code == -6
     assert await store.client.exists(k.wait, k.schedule_ledger("tick")) == 0
 
 
-async def test_missed_ticks_are_counted_in_ledger_events_and_the_schedule(store):
+@pytest.mark.parametrize("exact", ["1", "0"])
+async def test_missed_ticks_are_counted_in_ledger_events_and_the_schedule(store, exact):
     k, past, lease, fp = await setup(store)
-    code, missed, _ = await call(
-        store,
-        k,
-        lease,
-        fp,
-        past,
-        past + 3000,
-        fire=[past + 2000],
-        missed=[past, past + 1000],
-        extra=5,
-    )
-    assert (code, missed) == (1, 7)
+    code, missed, _, _ = await call(
+        store, k, lease, fp, past, past + 10_000, fire=[past + 9000], missed=[past, past + 1000],
+        extra=7, extra_from=past + 2000, exact=exact,
+    )  # fmt: skip
+    assert (code, missed) == (1, 9)
     c = store.client
-    kinds = [(f["tick"], f["kind"]) for _, f in await c.xrange(k.schedule_ledger("tick"))]
-    assert kinds == [
-        (str(past), "missed"),
-        (str(past + 1000), "missed"),
-        (str(past + 2000), "fired"),
+    ledger = [f for _, f in await c.xrange(k.schedule_ledger("tick"))]
+    assert [(f["tick"], f["kind"], f.get("count"), f.get("exact")) for f in ledger] == [
+        (str(past), "missed", None, None),
+        (str(past + 1000), "missed", None, None),
+        (str(past + 2000), "missed", "7", exact),  # one summary entry for the unlisted ticks
+        (str(past + 9000), "fired", None, None),
     ]
     events = [f for _, f in await c.xrange(k.events) if f["event"] == "missed"]
-    assert [e.get("tick") or e["count"] for e in events] == [str(past), str(past + 1000), "5"]
-    assert await c.hget(k.schedule("tick"), "missed") == "7"
+    assert [(e["tick"], e.get("count"), e.get("exact")) for e in events] == [
+        (str(past), None, None),
+        (str(past + 1000), None, None),
+        (str(past + 2000), "7", exact),
+    ]
+    h = await c.hgetall(k.schedule("tick"))
+    assert h["missed"] == "9"
+    assert ("missedAtLeast" in h) == (exact == "0")
 
 
 @pytest.mark.parametrize("state", ["wait", "prioritized", "active", "delayed"])
@@ -151,7 +219,8 @@ async def test_overlap_skip_drops_the_tick_while_the_previous_run_is_unfinished(
     if state != "wait":
         await unwait(c, k, first)
         await c.zadd(getattr(k, state), {first: 1})
-    code, missed, _ = await call(store, k, lease, fp, past + 1000, past + 2000, fire=[past + 1000])
+    code, missed, _, _ = await call(store, k, lease, fp, past + 1000, past + 2000,
+                                    fire=[past + 1000], previous=first)  # fmt: skip
     assert (code, missed) == (0, 1)
     assert not await c.exists(k.job(f"tick:{past + 1000}"))
     # Finished (every finish stamps `fon`): the next tick runs.
@@ -159,7 +228,8 @@ async def test_overlap_skip_drops_the_tick_while_the_previous_run_is_unfinished(
     await c.zrem(getattr(k, state), first)
     await c.zadd(k.completed, {first: 1})
     await c.hset(k.job(first), "fon", 1)
-    code, missed, _ = await call(store, k, lease, fp, past + 2000, past + 3000, fire=[past + 2000])
+    code, missed, _, _ = await call(store, k, lease, fp, past + 2000, past + 3000,
+                                    fire=[past + 2000], previous=first)  # fmt: skip
     assert (code, missed) == (1, 0)
     reasons = [f["reason"] for _, f in await c.xrange(k.schedule_ledger("tick"))]
     assert reasons == ["", "overlap", ""]
@@ -167,7 +237,9 @@ async def test_overlap_skip_drops_the_tick_while_the_previous_run_is_unfinished(
 
 async def test_overlap_skip_within_one_catch_up_call_fires_only_the_first(store):
     k, past, lease, fp = await setup(store, overlap="skip")
-    code, missed, _ = await call(store, k, lease, fp, past, past + 3000, fire=[past, past + 1000])
+    code, missed, _, _ = await call(
+        store, k, lease, fp, past, past + 3000, fire=[past, past + 1000]
+    )
     assert (code, missed) == (1, 1)
 
 

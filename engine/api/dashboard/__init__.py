@@ -20,12 +20,14 @@ from .handlers import (
     HUB,
     MANAGER,
     RUNNERS,
+    THROTTLE,
     DashboardConfig,
     LiveHub,
     hub_context,
     protected,
     routes,
 )
+from .throttle import LoginThrottle
 
 logger = logging.getLogger("engine.dashboard")
 
@@ -39,17 +41,19 @@ def setup_dashboard(
 ) -> bool:
     """Mount the dashboard on ``app`` if ``ENGINE_ADMIN_PASSWORD`` is set; returns whether
     it did. Without a password it is not mounted and the log says why: there is no default
-    password. ``auth`` (the API's token verifier) lets bearer tokens in as well."""
+    password; a weak one is a ``ValueError``. ``auth`` (the API's token verifier) lets
+    bearer tokens in as well."""
     env = os.environ if env is None else env
-    password = env.get("ENGINE_ADMIN_PASSWORD") or ""
-    if not password:
+    config = DashboardConfig.from_env(env, auth)  # ValueError for a weak password
+    if config is None:
         logger.warning(
             "Dashboard not mounted: set ENGINE_ADMIN_PASSWORD to serve it at %s "
             "(basic auth; there is no default password)",
             BASE,
         )
         return False
-    app[CONFIG] = DashboardConfig(env.get("ENGINE_ADMIN_USER") or "admin", password, auth)
+    app[CONFIG] = config
+    app[THROTTLE] = LoginThrottle()
     app[MANAGER] = manager
     targets: Mapping[str, RunTarget] = app.get(RUN_TARGETS, {})
     app[RUNNERS] = targets

@@ -26,6 +26,7 @@ import contextlib
 import hashlib
 import hmac
 import logging
+import math
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
@@ -43,7 +44,13 @@ from ...manager import QueueManager
 from ...metrics import Event
 from ...queue import Queue
 from ...scheduler import get_schedule_state, run_schedule_now
+from ...tasks import stop_task
 from ..auth import AuthConfig, AuthFailed, Principal
+from ..errors import ApiError, error_response
+from ..handlers.jobs import act_on_job
+from ..handlers.queues import MAX_GRACE_MS
+from ..payload import body_int, duplicate_query_param, json_body, typed_event
+from .throttle import LoginThrottle, check_password_strength
 
 logger = logging.getLogger("engine.dashboard")
 
@@ -85,6 +92,18 @@ class DashboardConfig:
             raise ValueError("the dashboard needs ENGINE_ADMIN_PASSWORD (there is no default)")
         if not self.user or ":" in self.user:
             raise ValueError("ENGINE_ADMIN_USER must be non-empty and contain no ':'")
+        check_password_strength(self.password, self.user)
+
+    @classmethod
+    def from_env(
+        cls, env: Mapping[str, str], auth: AuthConfig | None = None
+    ) -> DashboardConfig | None:
+        """From ``ENGINE_ADMIN_PASSWORD`` / ``ENGINE_ADMIN_USER``; None without a password
+        (the dashboard is then not served). ``ValueError`` for a weak password."""
+        password = env.get("ENGINE_ADMIN_PASSWORD") or ""
+        if not password:
+            return None
+        return cls(env.get("ENGINE_ADMIN_USER") or "admin", password, auth)
 
     @property
     def csrf_key(self) -> bytes:
@@ -132,10 +151,7 @@ class LiveHub:
         for client in list(self.clients):
             with contextlib.suppress(asyncio.QueueFull):
                 client.put_nowait(None)
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await stop_task(self._task)
 
     async def _run(self) -> None:
         while True:
@@ -156,6 +172,7 @@ CONFIG = web.AppKey("dashboard_config", DashboardConfig)
 MANAGER = web.AppKey("dashboard_manager", QueueManager)
 HUB = web.AppKey("dashboard_hub", LiveHub)
 RUNNERS = web.AppKey[Mapping[str, Any]]("dashboard_run_targets")
+THROTTLE = web.AppKey("dashboard_login_throttle", LoginThrottle)
 PRINCIPAL = web.RequestKey("dashboard_principal", Principal)
 
 
@@ -168,6 +185,19 @@ def _challenge() -> web.Response:
         text="authentication required\n",
         headers={"WWW-Authenticate": 'Basic realm="engine dashboard", charset="UTF-8"'},
     )
+
+
+def _attempted_user(request: web.Request) -> str:
+    """Who a failed login claimed to be, safe to log: the basic-auth user name (truncated,
+    quoted, never the password), or the kind of credential."""
+    scheme, _, value = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "basic":
+        return f"({scheme.lower()[:20] or 'no'} credentials)"
+    try:
+        user = base64.b64decode(value.strip(), validate=True).decode().partition(":")[0]
+    except (binascii.Error, UnicodeDecodeError):
+        return "(malformed basic credentials)"
+    return repr(user[:64])
 
 
 def authenticate(request: web.Request) -> Principal | None:
@@ -210,8 +240,10 @@ def _reply(body: Any, status: int = 200) -> web.Response:
     )  # fmt: skip
 
 
-def _error(status: int, message: str) -> web.Response:
-    return _reply({"success": False, "error": message}, status)
+def _error(
+    status: int, message: str, field: str | None = None, headers: Mapping[str, str] | None = None
+) -> web.Response:
+    return error_response(status, message, field, {"Cache-Control": "no-store", **(headers or {})})
 
 
 def protected(handler: Any) -> Any:
@@ -224,21 +256,48 @@ def protected(handler: Any) -> Any:
 
 
 async def _guarded(request: web.Request, handler: Any) -> web.StreamResponse:
+    throttle = request.app[THROTTLE]
+    address = request.remote or "?"
+    wait = throttle.retry_after(address)
+    if wait > 0:  # locked out: no credential is checked, however many arrive at once
+        seconds = str(math.ceil(wait))
+        message = f"too many failed logins; retry in {seconds} s"
+        return _error(429, message, headers={"Retry-After": seconds})
     principal = authenticate(request)
     if principal is None:
+        if "Authorization" in request.headers:  # a browser's first, bare request is not one
+            failures = throttle.failed(address)
+            logger.warning(
+                "Dashboard login failed for %s from %s (%d in a row)",
+                _attempted_user(request),
+                address,
+                failures,
+            )
         return _challenge()
+    throttle.succeeded(address)
     request[PRINCIPAL] = principal
+    try:
+        response = await _checked(request, handler, principal)
+    except ApiError as exc:  # the message and the field reach the page
+        response = _error(exc.status, exc.message, exc.field)
+    for name, value in _SECURITY_HEADERS.items():
+        response.headers.setdefault(name, value)
+    return response
+
+
+async def _checked(request: web.Request, handler: Any, principal: Principal) -> web.StreamResponse:
+    twice = duplicate_query_param(request)
+    if twice is not None:
+        raise ApiError(400, f"query parameter {twice!r} given more than once", field=twice)
     if request.method not in ("GET", "HEAD"):
         if not principal.is_admin:
-            return _error(403, "admin role required")
+            raise ApiError(403, "admin role required")
         token = request.headers.get("X-CSRF-Token", "")
         expected = request.app[CONFIG].csrf_token(principal.subject)
         if not _same_origin(request) or not hmac.compare_digest(token, expected):
             logger.warning("Dashboard: cross-site or tokenless %s refused", request.method)
-            return _error(403, "cross-site request refused (missing or wrong CSRF token)")
+            raise ApiError(403, "cross-site request refused (missing or wrong CSRF token)")
     response: web.StreamResponse = await handler(request)
-    for name, value in _SECURITY_HEADERS.items():
-        response.headers.setdefault(name, value)
     return response
 
 
@@ -269,13 +328,13 @@ def _queue(request: web.Request) -> Queue:
         validate_queue_name(name)
         return request.app[MANAGER].get_queue(name)
     except (ValueError, LookupError):
-        raise web.HTTPNotFound(text="queue not found") from None
+        raise ApiError(404, "queue not found") from None
 
 
 def _job_id(request: web.Request) -> str:
     job_id = request.match_info["job_id"]
     if not job_id or len(job_id) > MAX_JOB_ID_LEN or any(c in job_id for c in "{}\x00"):
-        raise web.HTTPBadRequest(text="invalid job id")
+        raise ApiError(400, "invalid job id", field="job_id")
     return job_id
 
 
@@ -284,7 +343,7 @@ def _int_query(request: web.Request, name: str, default: int, hi: int) -> int:
     if not raw:
         return default
     if not raw.isascii() or not raw.isdigit() or len(raw) > 9:
-        raise web.HTTPBadRequest(text=f"{name} must be a non-negative integer")
+        raise ApiError(400, f"{name} must be a non-negative integer", field=name)
     return min(int(raw), hi)
 
 
@@ -297,7 +356,7 @@ async def static(request: web.Request) -> web.StreamResponse:
     name = request.match_info["file"]
     content_type = _STATIC.get(name)
     if content_type is None:
-        raise web.HTTPNotFound(text="not found")
+        raise ApiError(404, "not found")
     body = resources.files(__package__).joinpath(f"static/{name}").read_bytes()
     return web.Response(body=body, content_type=content_type, charset="utf-8")
 
@@ -322,7 +381,8 @@ async def jobs(request: web.Request) -> web.Response:
     try:
         state = JobState(request.query.get("state", "waiting"))
     except ValueError:
-        raise web.HTTPBadRequest(text="unknown state") from None
+        allowed = ", ".join(s.value for s in JobState)
+        raise ApiError(400, f"state must be one of {allowed}", field="state") from None
     size = max(1, _int_query(request, "size", PAGE_SIZE, MAX_PAGE_SIZE))
     page = _int_query(request, "page", 0, 10**6)
     start = page * size
@@ -357,11 +417,11 @@ async def job(request: web.Request) -> web.Response:
     queue, job_id = _queue(request), _job_id(request)
     found = await queue.get_job(job_id)
     if found is None:
-        raise web.HTTPNotFound(text="job not found")
+        raise ApiError(404, "job not found")
     logs = await queue.get_job_logs(job_id)
     entries = await queue.store.client.xrevrange(queue.keys.events, count=TIMELINE_SCAN)
     timeline = [
-        {"ts": int(eid.split("-")[0]), **fields}
+        typed_event({"ts": eid.split("-")[0], **fields})
         for eid, fields in reversed(entries)
         if fields.get("jobId") == job_id
     ]
@@ -399,9 +459,8 @@ async def audit(request: web.Request) -> web.Response:
         for q, entries in zip(queues, streams, strict=True):
             for eid, fields in entries:
                 if fields.get("event") in AUDITED and fields.get("by"):
-                    rows.append(
-                        {"id": eid, "ts": int(eid.split("-")[0]), "queue": q.name, **fields}
-                    )
+                    row = {"id": eid, "ts": eid.split("-")[0], "queue": q.name, **fields}
+                    rows.append(typed_event(row))
     rows.sort(key=lambda r: r["ts"], reverse=True)
     return _reply({"entries": rows[:limit]})
 
@@ -445,27 +504,16 @@ def _actor(request: web.Request) -> str:
     return request[PRINCIPAL].subject
 
 
-async def _body(request: web.Request) -> dict[str, Any]:
-    raw = await request.read()
-    if not raw.strip():
-        return {}
-    try:
-        body = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        raise web.HTTPBadRequest(text="body is not JSON") from None
-    if not isinstance(body, dict):
-        raise web.HTTPBadRequest(text="body must be a JSON object")
-    return body
-
-
 async def pause(request: web.Request) -> web.Response:
     queue = _queue(request)
+    await json_body(request, frozenset())
     await queue.pause(_actor(request))
     return _reply({"success": True, "queue": queue.name, "paused": True})
 
 
 async def resume(request: web.Request) -> web.Response:
     queue = _queue(request)
+    await json_body(request, frozenset())
     await queue.resume(_actor(request))
     return _reply({"success": True, "queue": queue.name, "paused": False})
 
@@ -474,10 +522,9 @@ async def clean(request: web.Request) -> web.Response:
     queue = _queue(request)
     state = request.match_info["state"]
     if state not in ("completed", "failed"):
-        raise web.HTTPNotFound(text="only completed or failed jobs can be cleaned")
-    grace = (await _body(request)).get("graceMs", 0)
-    if isinstance(grace, bool) or not isinstance(grace, int) or not 0 <= grace <= 10**13:
-        raise web.HTTPBadRequest(text="graceMs must be a non-negative integer")
+        raise ApiError(404, "only completed or failed jobs can be cleaned")
+    body = await json_body(request, frozenset({"graceMs"}))
+    grace = body_int(body, "graceMs", 0, MAX_GRACE_MS)
     removed = await queue.clean(state, grace, _actor(request))
     return _reply({"success": True, "queue": queue.name, "removed": removed})
 
@@ -485,16 +532,13 @@ async def clean(request: web.Request) -> web.Response:
 async def job_action(request: web.Request) -> web.Response:
     queue, job_id = _queue(request), _job_id(request)
     action = request.match_info["action"]
-    methods = {"retry": queue.retry_job, "promote": queue.promote_job, "remove": queue.remove_job}
-    method = methods.get(action)
-    if method is None:
-        raise web.HTTPNotFound(text="unknown action")
+    if action not in ("retry", "promote", "remove"):
+        raise ApiError(404, "unknown action")
+    await json_body(request, frozenset())
     try:
-        await method(job_id, _actor(request))
+        await act_on_job(queue, job_id, action, _actor(request))
     except JobNotFound:
         return _error(404, "job not found")
-    except ValueError as exc:  # InvalidJobState and friends: a message meant for the user
-        return _error(409, str(exc))
     return _reply({"success": True, "queue": queue.name, "jobId": job_id, "action": action})
 
 
@@ -502,6 +546,7 @@ async def run_schedule(request: web.Request) -> web.Response:
     queue = _queue(request)
     name = request.match_info["schedule"]
     actor = _actor(request)
+    await json_body(request, frozenset())
     target = request.app[RUNNERS].get(name)
     try:
         if target is not None and target.queue == queue.name:

@@ -20,9 +20,9 @@ from ..state import MANAGER, SETTINGS
 logger = logging.getLogger("engine.api")
 
 MESSAGES = {
-    "healthy": "Todas las colas funcionando normalmente",
-    "degraded": "Algunas colas requieren atención",
-    "unhealthy": "Redis no disponible",
+    "healthy": "All queues are working normally",
+    "degraded": "Some queues need attention",
+    "unhealthy": "Redis unavailable",
 }
 
 

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from ...errors import InvalidJobState
+from ...queue import Queue
 from ..errors import ApiError
+from ..messages import job_action_body, state_conflict
 from ..payload import json_body, ok
 from .common import actor_of, job_id_of, queue_of
 
@@ -18,21 +21,35 @@ async def get_job(request: web.Request) -> web.Response:
     return ok(job=job.to_json())
 
 
-async def retry_job(request: web.Request) -> web.Response:
+async def act_on_job(queue: Queue, job_id: str, action: str, actor: str) -> None:
+    """Retry, promote or remove; a refusal is an ``ApiError`` 409 naming the state the job
+    is in (read after the refusal) or a 404 if it is gone."""
+    method = {"retry": queue.retry_job, "promote": queue.promote_job, "remove": queue.remove_job}
+    try:
+        await method[action](job_id, actor)
+    except InvalidJobState:
+        job = await queue.get_job(job_id)
+        if job is None:
+            raise ApiError(404, f"job {job_id!r} not found in queue {queue.name!r}") from None
+        state = job.state.value if job.state is not None else None
+        raise ApiError(409, state_conflict(job_id, action, state)) from None
+
+
+async def _action(request: web.Request, action: str) -> web.Response:
     queue, job_id = queue_of(request), job_id_of(request)
-    await json_body(request, frozenset())
-    await queue.retry_job(job_id, actor_of(request))
-    return ok(message=f"Job {job_id} reintentado", queue=queue.name, jobId=job_id)
+    if request.method == "POST":
+        await json_body(request, frozenset())
+    await act_on_job(queue, job_id, action, actor_of(request))
+    return ok(**job_action_body(queue.name, job_id, action))
+
+
+async def retry_job(request: web.Request) -> web.Response:
+    return await _action(request, "retry")
 
 
 async def promote_job(request: web.Request) -> web.Response:
-    queue, job_id = queue_of(request), job_id_of(request)
-    await json_body(request, frozenset())
-    await queue.promote_job(job_id, actor_of(request))
-    return ok(message=f"Job {job_id} promovido", queue=queue.name, jobId=job_id)
+    return await _action(request, "promote")
 
 
 async def remove_job(request: web.Request) -> web.Response:
-    queue, job_id = queue_of(request), job_id_of(request)
-    await queue.remove_job(job_id, actor_of(request))
-    return ok(message=f"Job {job_id} eliminado", queue=queue.name, jobId=job_id)
+    return await _action(request, "remove")

@@ -7,7 +7,8 @@ from aiohttp import web
 from ...job import JobState
 from ...queue import MAX_PAGE
 from ..errors import ApiError
-from ..payload import body_int, json_body, ok, query_int
+from ..messages import clean_body, jobs_body, page_end, pause_body
+from ..payload import body_int, json_body, ok, query_int, typed_event
 from ..state import MANAGER
 from .common import actor_of, queue_of
 
@@ -41,60 +42,43 @@ async def list_jobs(request: web.Request) -> web.Response:
     queue = queue_of(request)
     state = _state_param(request)
     start = query_int(request, "start", 0, MAX_INDEX)
-    end = query_int(request, "end", start + 9, MAX_INDEX)
-    if end < start:
-        raise ApiError(400, "end must not be less than start", field="end")
-    if end - start + 1 > MAX_PAGE:
-        raise ApiError(
-            400, f"at most {MAX_PAGE} jobs per page (end - start < {MAX_PAGE})", field="end"
-        )
-    jobs = await queue.get_jobs(state, start, end)
-    return ok(
-        queue=queue.name,
-        state=state.value,
-        start=start,
-        end=end,
-        count=len(jobs),
-        jobs=[job.to_json() for job in jobs],
-    )
+    asked = query_int(request, "end", start + 9, MAX_INDEX)
+    # No refusal that spans two parameters (a schema cannot state it): a range past a page
+    # is served up to its first MAX_PAGE jobs, and `end` in the reply says where it
+    # stopped; a range that ends before it starts is empty.
+    end = page_end(start, asked)
+    jobs = await queue.get_jobs(state, start, end) if end >= start else []
+    return ok(**jobs_body(queue.name, state.value, start, end, jobs))
 
 
 async def pause(request: web.Request) -> web.Response:
     queue = queue_of(request)
     await json_body(request, frozenset())
     changed = await queue.pause(actor_of(request))
-    return ok(message=f"Cola {queue.name} pausada", queue=queue.name, paused=True, changed=changed)
+    return ok(**pause_body(queue.name, True, changed))
 
 
 async def resume(request: web.Request) -> web.Response:
     queue = queue_of(request)
     await json_body(request, frozenset())
     changed = await queue.resume(actor_of(request))
-    return ok(
-        message=f"Cola {queue.name} reanudada", queue=queue.name, paused=False, changed=changed
-    )
+    return ok(**pause_body(queue.name, False, changed))
 
 
-async def _clean(request: web.Request, state: JobState, label: str) -> web.Response:
+async def _clean(request: web.Request, state: JobState) -> web.Response:
     queue = queue_of(request)
     body = await json_body(request, _CLEAN_FIELDS)
     grace_ms = body_int(body, "gracePeriod", DEFAULT_GRACE_MS, MAX_GRACE_MS)
     removed = await queue.clean(state, grace_ms, actor_of(request))
-    return ok(
-        message=f"{removed} jobs {label} eliminados de {queue.name}",
-        queue=queue.name,
-        state=state.value,
-        gracePeriod=grace_ms,
-        removed=removed,
-    )
+    return ok(**clean_body(queue.name, state.value, grace_ms, removed))
 
 
 async def clean_completed(request: web.Request) -> web.Response:
-    return await _clean(request, JobState.COMPLETED, "completados")
+    return await _clean(request, JobState.COMPLETED)
 
 
 async def clean_failed(request: web.Request) -> web.Response:
-    return await _clean(request, JobState.FAILED, "fallidos")
+    return await _clean(request, JobState.FAILED)
 
 
 async def events(request: web.Request) -> web.Response:
@@ -102,4 +86,4 @@ async def events(request: web.Request) -> web.Response:
     count = query_int(request, "count", DEFAULT_EVENTS, MAX_PAGE)
     if count < 1:
         raise ApiError(400, "count must be at least 1", field="count")
-    return ok(queue=queue.name, events=await queue.events(count))
+    return ok(queue=queue.name, events=[typed_event(e) for e in await queue.events(count)])

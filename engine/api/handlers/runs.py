@@ -6,6 +6,7 @@ from aiohttp import web
 
 from ...keys import validate_queue_name
 from ..errors import ApiError
+from ..messages import run_body
 from ..payload import json_body, ok
 from ..state import RUN_TARGETS, SCHEDULES
 from .common import actor_of
@@ -24,7 +25,7 @@ async def run_now(request: web.Request) -> web.Response:
     # caller-chosen options (mass assignment).
     await json_body(request, frozenset())
     job = await target.run(actor_of(request))
-    return ok(message=f"Sincronización {target.label} iniciada", jobId=job.id, queue=target.queue)
+    return ok(**run_body(target.label, job.id, target.queue))
 
 
 async def list_schedules(request: web.Request) -> web.Response:

@@ -1,0 +1,115 @@
+"""Shutdown is bounded whatever handlers and Redis do; queues close in parallel and one
+failure never stops the rest."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+from helpers import wait_for
+
+from engine import Job, QueueManager
+from engine.manager import CLOSER_BOUND_S
+from engine.worker.core import CLOSE_BOUND_S
+from tests.redis_servers import RedisServer
+
+FAST = {"block_timeout_s": 0.5, "stalled_interval_ms": 200}
+# A liveness bound for the tests, far above what close may take: not a speed threshold.
+LIVENESS_S = 60.0
+
+
+async def test_close_returns_although_a_handler_swallows_cancellation(
+    manager: QueueManager,
+) -> None:
+    q = manager.create_queue("q")
+    entered = asyncio.Event()
+    stop = asyncio.Event()
+
+    async def stubborn(job: Job) -> None:
+        entered.set()
+        while not stop.is_set():
+            try:
+                await stop.wait()
+            except asyncio.CancelledError:
+                continue  # ignores every cancellation
+
+    worker = await manager.process("q", stubborn, **FAST)
+    job = await q.add(1)
+    await asyncio.wait_for(entered.wait(), 10)
+    await asyncio.wait_for(worker.close(timeout_s=0.1), LIVENESS_S)
+    # Handed back to waiting at once, not left to a lease.
+    stats = await q.get_stats()
+    assert (stats.waiting, stats.active) == (1, 0)
+    assert (await q.get_job(job.id)) is not None
+    stop.set()
+
+
+async def test_close_all_closes_workers_in_parallel_and_never_stops_half_way(
+    redis_factory: Callable[..., RedisServer], prefix: str
+) -> None:
+    server = redis_factory()
+    m = QueueManager(server.url, prefix=prefix)
+    started: list[str] = []
+    ended: list[str] = []
+    first_end_saw: list[int] = []
+
+    async def handler(job: Job) -> None:
+        return None
+
+    workers = [await m.process(f"q{i}", handler, **FAST) for i in range(5)]
+    for i, worker in enumerate(workers):
+        real = worker.close
+
+        async def close(timeout_s: float = 30.0, real=real, i=i) -> None:
+            started.append(f"q{i}")
+            await asyncio.sleep(0.05)
+            if i == 2:
+                raise RuntimeError("this one breaks")
+            await real(timeout_s)
+            if not ended:
+                first_end_saw.append(len(started))
+            ended.append(f"q{i}")
+
+        worker.close = close  # type: ignore[method-assign]
+    scheduler = m.start_scheduler("q0")
+    server.freeze()  # Redis stops answering: every close step meets timeouts
+    try:
+        await asyncio.wait_for(m.close_all(timeout_s=0.2), LIVENESS_S)
+    finally:
+        server.thaw()
+    # All five began before the first ended: side by side, not one after another.
+    assert len(started) == 5 and first_end_saw == [5]
+    assert sorted(ended) == ["q0", "q1", "q3", "q4"]
+    assert m.schedulers == {} and scheduler._task is None
+
+
+async def test_shutdown_with_redis_unreachable_is_bounded(
+    redis_factory: Callable[..., RedisServer], prefix: str
+) -> None:
+    from engine.service import shutdown
+
+    server = redis_factory()
+    m = QueueManager(server.url, prefix=prefix)
+
+    async def handler(job: Job) -> None:
+        await asyncio.sleep(3600)
+
+    q = m.create_queue("q0")
+    for i in range(5):
+        await m.process(f"q{i}", handler, **FAST)
+        m.start_scheduler(f"q{i}")
+    await q.add(1)
+    await wait_for(lambda: _active(m), 10)
+    server.freeze()
+    loop = asyncio.get_running_loop()
+    t0 = loop.time()
+    try:
+        await asyncio.wait_for(shutdown(m, None, 0.2), LIVENESS_S)
+    finally:
+        server.thaw()
+    # The documented bound: the drain, one worker's fixed bound, one more close step.
+    assert loop.time() - t0 < 0.2 + 1.0 + CLOSE_BOUND_S + CLOSER_BOUND_S
+
+
+async def _active(m: QueueManager) -> bool:
+    return (await m.get_stats("q0")).active == 1
