@@ -47,6 +47,16 @@ def validate_job_id(job_id: str) -> str:
     return job_id
 
 
+def _schedule_segment(name: str) -> str:
+    # `schedule:<name>` and `schedule:<name>:ledger` share a namespace: a name holding ':'
+    # (say `x:ledger`) would address another schedule's ledger. Schedule names are
+    # validated to the queue-name alphabet (no ':') where they are declared; refuse here too
+    # so no reader (a URL, a stored name) can reach a key it does not mean.
+    if ":" in name:
+        raise ValueError(f"schedule name {name!r} is invalid: it may not contain ':'")
+    return name
+
+
 @dataclass(frozen=True, slots=True)
 class QueueKeys:
     """Key names of one queue: ``<prefix>:{<queue>}:<part>``."""
@@ -132,15 +142,22 @@ class QueueKeys:
     def job(self, job_id: str) -> str:
         return self._k(f"job:{job_id}")
 
+    @property
+    def logs_prefix(self) -> str:
+        """Prefix of job log lists. A namespace of its own rather than a suffix of the job
+        key (``job:<id>:logs``), which job ids may contain ``:``, so the log list of job
+        ``x`` can never be the hash of a job named ``x:logs``."""
+        return self._k("logs:")
+
     def logs(self, job_id: str) -> str:
-        return self._k(f"job:{job_id}:logs")
+        return self._k(f"logs:{job_id}")
 
     def schedule(self, name: str) -> str:
-        return self._k(f"schedule:{name}")
+        return self._k(f"schedule:{_schedule_segment(name)}")
 
     def schedule_ledger(self, name: str) -> str:
         """Capped stream of a schedule's fired and missed ticks (outlives job clean-up)."""
-        return self._k(f"schedule:{name}:ledger")
+        return self._k(f"schedule:{_schedule_segment(name)}:ledger")
 
     def watermark(self, name: str) -> str:
         """A processor-owned key (e.g. the demo sync watermark)."""

@@ -16,7 +16,9 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
-from engine import QueueManager, UnrecoverableError, tracing
+from engine import LeaseConfig, QueueManager, UnrecoverableError, tracing
+from engine.scheduler import define_schedule, upsert_schedule
+from tests.helpers import wait_for
 from tests.redis_servers import RedisServer
 
 
@@ -116,3 +118,18 @@ def test_without_the_extra_nothing_of_opentelemetry_is_imported(
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["42", "False"]
+
+
+async def test_a_schedule_fire_has_its_span(
+    manager: QueueManager, spans: InMemorySpanExporter
+) -> None:
+    await upsert_schedule(manager.store, define_schedule("beat", "fired", every_ms=200))
+    manager.create_queue("fired")
+    manager.start_scheduler("fired", LeaseConfig(ttl_ms=2000, renew_interval_ms=500))
+
+    async def fired() -> bool:
+        return any(s.name == "fire beat" for s in spans.get_finished_spans())
+
+    await wait_for(fired, timeout_s=20)
+    fire = next(s for s in spans.get_finished_spans() if s.name == "fire beat")
+    assert fire.attributes is not None and fire.attributes["engine.queue"] == "fired"

@@ -1,5 +1,5 @@
 --[[
-  Append a line to a running job's log (`job:<id>:logs`, capped to the newest lines).
+  Append a line to a running job's log (`logs:<id>`, capped to the newest lines).
   Refused unless the caller holds the job's lease.
 
   KEYS[1] active    zset
@@ -16,12 +16,14 @@ local activeKey = KEYS[1]
 local jobPrefix, jobId, token, line, maxLines = ARGV[1], ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5])
 
 local jobKey = jobPrefix .. jobId
+-- Logs live in their own namespace (`logs:<id>`, beside `job:`): see QueueKeys.logs.
+local logsKey = string.sub(jobPrefix, 1, -5) .. "logs:" .. jobId
 if redis.call("HGET", jobKey, "tok") ~= token or not redis.call("ZSCORE", activeKey, jobId) then
   return -2
 end
-local n = redis.call("RPUSH", jobKey .. ":logs", line)
+local n = redis.call("RPUSH", logsKey, line)
 if n > maxLines then
-  redis.call("LTRIM", jobKey .. ":logs", -maxLines, -1)
+  redis.call("LTRIM", logsKey, -maxLines, -1)
   n = maxLines
 end
 return n

@@ -21,9 +21,11 @@ local state, actor, maxEvents = ARGV[4], ARGV[5], ARGV[6]
 local t = redis.call("TIME")
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 
+-- Logs live in their own namespace (`logs:<id>`, beside `job:`): see QueueKeys.logs.
+local logsPrefix = string.sub(jobPrefix, 1, -5) .. "logs:"
 local ids = redis.call("ZRANGEBYSCORE", setKey, "-inf", now - grace, "LIMIT", 0, limit)
 for _, id in ipairs(ids) do
-  redis.call("DEL", jobPrefix .. id, jobPrefix .. id .. ":logs")
+  redis.call("DEL", jobPrefix .. id, logsPrefix .. id)
 end
 if #ids > 0 then
   redis.call("ZREM", setKey, unpack(ids))

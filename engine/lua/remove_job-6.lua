@@ -41,7 +41,8 @@ end
 if found == 0 then
   redis.call("LREM", waitKey, 1, jobId)
 end
-redis.call("DEL", jobKey, jobKey .. ":logs")
+-- Logs live in their own namespace (`logs:<id>`, beside `job:`): see QueueKeys.logs.
+redis.call("DEL", jobKey, string.sub(jobPrefix, 1, -5) .. "logs:" .. jobId)
 redis.call("XADD", eventsKey, "MAXLEN", "~", maxEvents, "*", "event", "removed", "jobId", jobId,
   "by", actor)
 return 1

@@ -10,6 +10,7 @@ import time
 
 import orjson
 
+from .. import tracing
 from ..connection import execute_acked, queue_on_key_node
 from ..cron import InvalidCron, next_fire
 from ..errors import ErrorCode
@@ -180,7 +181,9 @@ class Scheduler:
                 return 0.0
             if time.monotonic() >= self._next_renew:
                 return 0.0  # the next step renews, then plans again
-            reply = await self._call_fire(name, fingerprint, due, plan, last_job or "")
+            attributes = {"engine.queue": self.queue, "engine.ticks": len(plan.fire)}
+            with tracing.span(f"fire {name}", attributes):
+                reply = await self._call_fire(name, fingerprint, due, plan, last_job or "")
             code, missed, server_now, resent = reply
             self._sync(server_now)
             if code == ErrorCode.NOT_LEADER:

@@ -6,11 +6,13 @@
 
 -- Delete finished jobs (hash and logs) and take them out of `setKey`, 250 per command.
 local function dropFinished(setKey, jobPrefix, ids)
+  -- Logs live in their own namespace (`logs:<id>`, beside `job:`): see QueueKeys.logs.
+  local logsPrefix = string.sub(jobPrefix, 1, -5) .. "logs:"
   for s = 1, #ids, 250 do
     local keys, members = {}, {}
     for j = s, math.min(s + 249, #ids) do
       keys[#keys + 1] = jobPrefix .. ids[j]
-      keys[#keys + 1] = jobPrefix .. ids[j] .. ":logs"
+      keys[#keys + 1] = logsPrefix .. ids[j]
       members[#members + 1] = ids[j]
     end
     redis.call("DEL", unpack(keys))
