@@ -29,6 +29,20 @@ class InvalidJobState(EngineError):
     """The job is not in a state that allows the requested operation."""
 
 
+class JobNotCancellable(InvalidJobState):
+    """A cancel found the job finished already; ``state`` says which (``completed`` or
+    ``failed``; ``""`` if it was found in no state)."""
+
+    def __init__(self, job_id: str, state: str) -> None:
+        where = f"is {state}" if state else "is in no state"
+        super().__init__(
+            f"cancel refused: job {job_id} {where} (only waiting, delayed or active jobs "
+            "can be cancelled)"
+        )
+        self.job_id = job_id
+        self.state = state
+
+
 class UnrecoverableError(EngineError):
     """Raised by a processor to fail a job at once, without further attempts."""
 

@@ -572,6 +572,15 @@ class Queue:
         )
         logger.info("Job %s removed from queue %s", job_id, self.name)
 
+    async def cancel_job(self, job_id: str, actor: str = "") -> JobState:
+        """Fail a job that has not finished, at once and for good (reason ``cancelled by
+        <actor>``); a running job's handler is stopped wherever it runs. Returns the state
+        it was in. ``JobNotFound``, or ``JobNotCancellable`` for a finished job. See
+        ``engine/cancel.py``."""
+        from .cancel import cancel_job
+
+        return await cancel_job(self, job_id, actor)
+
     async def events(self, count: int = 100) -> list[dict[str, str]]:
         """The newest ``count`` lifecycle events, newest first, each with its ``ts`` (ms)."""
         entries = await self.store.client.xrevrange(self.keys.events, count=min(count, MAX_PAGE))

@@ -141,6 +141,7 @@ class Scripts:
         self.retry_job = self._load("retry_job")
         self.promote_job = self._load("promote_job")
         self.remove_job = self._load("remove_job")
+        self.cancel_job = self._load("cancel_job")
         self.acquire_lease = self._load("acquire_lease")
         self.renew_lease = self._load("renew_lease")
         self.release_lease = self._load("release_lease")

@@ -8,8 +8,10 @@
   ARGV[2] lease duration (ms)
   ARGV[3..] pairs: job id, lease token
 
-  Returns the lost leases as {job id, token} pairs (a worker may hold a new attempt of a
-  job whose old attempt it lost, so the id alone is ambiguous)
+  Returns the lost leases as {job id, token, cancelled} triples (a worker may hold a new
+  attempt of a job whose old attempt it lost, so the id alone is ambiguous); cancelled is
+  1 when cancel_job ended that very attempt (`cxl` = its token), else 0. This is how a
+  worker that missed the cancel message learns of it (engine/worker/cancel.py).
 ]]
 local activeKey = KEYS[1]
 local jobPrefix, leaseMs = ARGV[1], tonumber(ARGV[2])
@@ -24,7 +26,8 @@ for i = 3, #ARGV, 2 do
       and redis.call("ZSCORE", activeKey, jobId) then
     redis.call("ZADD", activeKey, "XX", now + leaseMs, jobId)
   else
-    lost[#lost + 1] = {jobId, token}
+    local cancelled = redis.call("HGET", jobPrefix .. jobId, "cxl") == token and 1 or 0
+    lost[#lost + 1] = {jobId, token, cancelled}
   end
 end
 return lost

@@ -10,6 +10,7 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING
 
+from .cancel import stop_cancelled
 from .outage import REDIS_ERRORS, Outage
 
 if TYPE_CHECKING:
@@ -48,9 +49,11 @@ class LeaseKeeper:
                 self.outage.failed(exc)
                 continue
             self.outage.ok()
-            for job_id, token in lost:
+            for job_id, token, cancelled in lost:
                 attempt = w._attempts.get((job_id, token))
-                if attempt is not None and not attempt.lost:
+                if attempt is not None and int(cancelled):
+                    stop_cancelled(w, attempt, "seen at lease renewal")
+                elif attempt is not None and not attempt.lost:
                     attempt.lost = True
                     logger.warning(
                         "Lease lost on job %s of queue %s; its outcome will be refused",

@@ -29,7 +29,7 @@ async def test_extend_renews_every_held_lease_and_reports_lost_ones(
     await c.zrem(q.keys.active, "3")  # finished elsewhere
     pairs = [x for j in jobs for x in (j[0], j[1])]
     lost = await q.store.scripts.extend_leases([q.keys.active], [q.keys.job_prefix, 60_000, *pairs])
-    assert lost == [["2", jobs[1][1]], ["3", jobs[2][1]]]
+    assert lost == [["2", jobs[1][1], 0], ["3", jobs[2][1], 0]]
     after = await c.zscore(q.keys.active, "1")
     assert after is not None and before is not None and after >= before + 59_000
     assert await c.zscore(q.keys.active, "3") is None  # XX: never re-adds a finished job
