@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint bench install redis-check browser-check clean chaos fuzz
+.PHONY: run test lint bench install redis-check browser-check clean chaos fuzz cron-diff
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +44,14 @@ FUZZ_STEPS ?= 300
 FUZZ_RANDOM_RATE ?= 0.01
 fuzz: $(STAMP) redis-check
 	$(BIN)/python -m tests.model --steps $(FUZZ_STEPS) --random-rate $(FUZZ_RANDOM_RATE) $(foreach s,$(FUZZ_SEEDS),--seed $(s))
+
+# engine.cron against cronsim and cron-parser (npm, installed into tests/cron_node by npm ci):
+# CRON_DIFF_CASES random cases per seed, mostly on DST transitions; prints the figures.
+CRON_DIFF_SEEDS ?= 1,2,3,4
+CRON_DIFF_CASES ?= 1500
+cron-diff: $(STAMP)
+	cd tests/cron_node && npm ci --no-audit --no-fund --silent
+	$(BIN)/python -m tests.cron_differential --node --seeds $(CRON_DIFF_SEEDS) --cases $(CRON_DIFF_CASES)
 
 lint: $(STAMP)
 	$(BIN)/ruff check engine tests bench

@@ -12,17 +12,18 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from .errors import JobNotCancellable, JobNotFound
-from .job import JobState, UnreadableJob, read_options
+from .errors import ErrorCode, JobNotCancellable, JobNotFound
+from .job import JobState
 from .keys import new_request_id
-from .options import JobOptions
+from .options import DEFAULT_KEEP_FAILED
 
 if TYPE_CHECKING:
     from .queue import Queue
 
 logger = logging.getLogger("engine.queue")
 
-# Most other failed jobs one cancel removes under the job's retention (as a worker's fail).
+# Most other failed jobs one cancel removes under the job's retention (as a worker's fail);
+# the retention itself is the job's removeOnFail, read from its options by the script.
 RETENTION_BATCH = 1000
 MAX_ACTOR_CHARS = 200
 
@@ -33,25 +34,23 @@ def cancel_reason(actor: str) -> str:
 
 
 def cancel_call(
-    queue: Queue, job_id: str, actor: str, request_id: str, options: JobOptions
+    queue: Queue, job_id: str, actor: str, request_id: str
 ) -> tuple[list[str], list[str | int]]:
     """The keys and arguments of one ``cancel_job`` script call (its request record is
     ``request_id``: a resend with the same id returns the first copy's reply)."""
-    from .worker.runner import retention_args
-
     k = queue.keys
     store = queue.store
-    keep, age_ms = retention_args(options.remove_on_fail)
     keys = [
         k.wait,
         k.prioritized,
-        k.delayed,
         k.active,
+        k.delayed,
         k.completed,
         k.failed,
         k.events,
-        k.request(request_id),
+        k.claims,
         k.job(job_id),
+        k.request(request_id),
     ]
     args: list[str | int] = [
         k.job_prefix,
@@ -61,8 +60,7 @@ def cancel_call(
         store.max_events,
         store.resend_window_ms,
         k.cancel_channel,
-        keep,
-        age_ms,
+        DEFAULT_KEEP_FAILED,
         RETENTION_BATCH,
     ]
     return keys, args
@@ -73,20 +71,12 @@ async def cancel_job(queue: Queue, job_id: str, actor: str = "") -> JobState:
     ``delayed`` or ``active``). Raises ``JobNotFound``, or ``JobNotCancellable`` (an
     ``InvalidJobState`` naming the state) for a job that has finished already."""
     job_id = str(job_id)
-    # Retention is the job's own (remove_on_fail), read from its stored options; they do
-    # not change after the add. Unreadable options: the defaults (a cancel must not fail
-    # because of the job it is meant to get rid of).
-    try:
-        options = read_options(await queue.store.client.hget(queue.keys.job(job_id), "opts"))
-    except UnreadableJob:
-        options = JobOptions()
-    keys, args = cancel_call(queue, job_id, actor, new_request_id(), options)
-    reply = await queue.store.scripts.cancel_job(keys, args)
-    if isinstance(reply, int):
+    keys, args = cancel_call(queue, job_id, actor, new_request_id())
+    code, state = (await queue.store.scripts.cancel_job(keys, args))[:2]
+    if int(code) == ErrorCode.JOB_NOT_FOUND:
         raise JobNotFound(f"job {job_id} not found")
-    code, state = int(reply[0]), str(reply[1])
-    if code < 0:
-        raise JobNotCancellable(job_id, state)
+    if int(code) < 0:
+        raise JobNotCancellable(job_id, str(state))
     logger.info(
         "Job %s of queue %s cancelled%s (it was %s)",
         job_id,

@@ -26,21 +26,25 @@ class ScheduleNotFound(EngineError, LookupError):
 
 
 class InvalidJobState(EngineError):
-    """The job is not in a state that allows the requested operation."""
+    """The job is not in a state that allows the requested operation; ``state`` names the
+    state it is in when the refusal knows it (a ``JobState`` value or ``orphaned``)."""
+
+    def __init__(self, message: str, *, state: str = "") -> None:
+        super().__init__(message)
+        self.state = state
 
 
 class JobNotCancellable(InvalidJobState):
-    """A cancel found the job finished already; ``state`` says which (``completed`` or
-    ``failed``; ``""`` if it was found in no state)."""
+    """A cancel found the job finished already; ``state`` says which (``completed``,
+    ``failed``, or ``orphaned`` for a job found in no structure)."""
 
     def __init__(self, job_id: str, state: str) -> None:
-        where = f"is {state}" if state else "is in no state"
         super().__init__(
-            f"cancel refused: job {job_id} {where} (only waiting, delayed or active jobs "
-            "can be cancelled)"
+            f"cancel refused: job {job_id} is {state or 'in no state'} (only waiting, "
+            "delayed or active jobs can be cancelled)",
+            state=state,
         )
         self.job_id = job_id
-        self.state = state
 
 
 class UnrecoverableError(EngineError):
@@ -87,8 +91,9 @@ class ErrorCode(IntEnum):
     NOT_DUE = -6
 
 
-def raise_for_code(code: int, *, job_id: str = "", action: str = "") -> None:
-    """Raise the typed exception for a negative script return code; no-op otherwise."""
+def raise_for_code(code: int, *, job_id: str = "", action: str = "", state: str = "") -> None:
+    """Raise the typed exception for a negative script return code; no-op otherwise.
+    ``state``: where the job is, when the script said (named by ``InvalidJobState``)."""
     if code >= 0:
         return
     what = f"job {job_id}" if job_id else "request"
@@ -98,7 +103,8 @@ def raise_for_code(code: int, *, job_id: str = "", action: str = "") -> None:
         case ErrorCode.LEASE_LOST:
             raise LeaseLost(f"{action or 'update'} refused: lease on {what} is no longer held")
         case ErrorCode.NOT_IN_STATE:
-            raise InvalidJobState(f"{action or 'operation'} refused: {what} is not in that state")
+            where = f"is {state}" if state else "is not in that state"
+            raise InvalidJobState(f"{action or 'operation'} refused: {what} {where}", state=state)
         case ErrorCode.NOT_LEADER:
             raise LeaseLost(f"{action or 'fire'} refused: not the current leader")
         case ErrorCode.SCHEDULE_CHANGED:

@@ -24,6 +24,13 @@ class JobState(StrEnum):
     DELAYED = "delayed"
     COMPLETED = "completed"
     FAILED = "failed"
+    # A job hash in none of the structures above: a lost job, never listed nor counted as a
+    # state; Queue.check_consistency counts them.
+    ORPHANED = "orphaned"
+
+
+# The states a queue lists and counts (every one but ORPHANED, which no structure holds).
+LISTED_STATES: tuple[JobState, ...] = tuple(s for s in JobState if s is not JobState.ORPHANED)
 
 
 def _opt_int(value: str | None) -> int | None:

@@ -113,6 +113,12 @@ class QueueKeys:
         return self._k("events")
 
     @property
+    def claims(self) -> str:
+        """Zset of claims not yet confirmed by their worker: score = claim deadline (ms).
+        A subset of ``active`` (not a state of its own)."""
+        return self._k("claims")
+
+    @property
     def limiter(self) -> str:
         return self._k("limiter")
 

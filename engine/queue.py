@@ -1,7 +1,11 @@
-"""A queue: add jobs, read its state, and the admin operations on it.
+"""A queue: add jobs and the admin operations on it (its reads: engine/reads.py).
 
 Public methods validate and log; the Redis work is one script call (or one pipeline)
-each, so every state change is atomic.
+each, so every state change is atomic. Every call that changes something is safe to send
+twice (redis-py resends a call whose reply it did not get, and the first copy may have
+been applied): each script call carries a fresh request key, under which the first copy
+records its reply for the resend window (lua/include/request.lua), and the ids of new jobs
+are decided before sending (engine/ids.py), so a resent add returns the first copy's jobs.
 """
 
 from __future__ import annotations
@@ -17,9 +21,11 @@ import orjson
 from . import tracing
 from .connection import execute_acked
 from .errors import InvalidJobState, JobNotFound, ReplicationTimeout, raise_for_code
+from .ids import JobIds
 from .job import DEFAULT_JOB_NAME, Job, JobState
-from .keys import QueueKeys, validate_queue_name
+from .keys import QueueKeys, new_request_id, validate_queue_name
 from .options import JobOptions, Telemetry
+from .reads import MAX_PAGE, QueueReads, QueueStats, listed_state
 from .scripts import LuaScript, execute
 from .store import Store
 
@@ -28,49 +34,22 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("engine.queue")
 
-MAX_PAGE = 1000
 CLEAN_BATCH = 500
 MAX_JOB_NAME_LEN = 200
-# Waiting jobs are counted in one command (the list and the zset of one queue, same slot)
-# so that _queue_stats stays at one command per field: callers slice its replies.
-_COUNT_WAITING = "return redis.call('LLEN', KEYS[1]) + redis.call('ZCARD', KEYS[2])"
 # Jobs per add_job call in add_bulk: the per-call cost of a script is paid once per batch,
 # while one call still holds Redis for only about a millisecond.
 ADD_BATCH = 200
 
 
 @dataclass(frozen=True, slots=True)
-class QueueStats:
-    """Job counts of one queue, with exactly the seed's fields."""
-
-    name: str
-    waiting: int
-    active: int
-    completed: int
-    failed: int
-    delayed: int
-    paused: int
-    total: int
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "waiting": self.waiting,
-            "active": self.active,
-            "completed": self.completed,
-            "failed": self.failed,
-            "delayed": self.delayed,
-            "paused": self.paused,
-            "total": self.total,
-        }
-
-
-@dataclass(frozen=True, slots=True)
 class _Prepared:
+    """One validated job to add; ``job_id`` is "" until an id is assigned."""
+
     name: str
     data: Any
     options: JobOptions
-    args: list[str | int]
+    args: tuple[str, str, str, int, int]  # name, data JSON, opts JSON, delay, priority
+    job_id: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,15 +74,12 @@ def _outcomes(result: Sequence[Any]) -> list[tuple[str, bool, int]]:
     return [(str(result[i]), bool(int(result[i + 1])), now) for i in range(1, len(result), 2)]
 
 
-def _state(name: str | JobState) -> JobState:
-    try:
-        return JobState(name)
-    except ValueError:
-        allowed = ", ".join(s.value for s in JobState)
-        raise ValueError(f"state must be one of {allowed}, got {name!r}") from None
+def _admin_reply(reply: Sequence[Any]) -> tuple[int, str]:
+    """(code, state) of retry_job / promote_job / remove_job."""
+    return int(reply[0]), str(reply[1])
 
 
-class Queue:
+class Queue(QueueReads):
     """A named queue in Redis. Get one from :meth:`QueueManager.create_queue`."""
 
     def __init__(
@@ -124,6 +100,7 @@ class Queue:
         self.wait_replicas = wait_replicas
         self.wait_timeout_ms = wait_timeout_ms
         self._waiters = waiters
+        self._ids = JobIds(store.client, self.keys.meta)
         # Group commit of add(): the loop with an add on the wire, and the adds waiting.
         self._in_flight: asyncio.AbstractEventLoop | None = None
         self._gathering: list[tuple[_Prepared, asyncio.Future[tuple[str, bool, int]]]] = []
@@ -141,15 +118,14 @@ class Queue:
         job_name = DEFAULT_JOB_NAME if name is None else name
         if not isinstance(job_name, str) or not job_name or len(job_name) > MAX_JOB_NAME_LEN:
             raise ValueError(f"job name must be 1-{MAX_JOB_NAME_LEN} characters")
-        args: list[str | int] = [
-            options.job_id or "",
+        args = (
             job_name,
             _dumps(data, "job data"),
             _dumps(options.to_json(), "job options"),
             options.delay,
             options.priority,
-        ]
-        return _Prepared(job_name, data, options, args)
+        )
+        return _Prepared(job_name, data, options, args, options.job_id or "")
 
     def _traced(self, options: JobOptions) -> JobOptions:
         """Carry the producer's trace context to the worker (``opts.telemetry.metadata``)."""
@@ -161,22 +137,32 @@ class Queue:
                 return options
             return replace(options, telemetry=replace(telemetry, metadata=carrier))
 
-    def _add_args(self, batch: Sequence[_Prepared]) -> list[str | int]:
-        args: list[str | int] = [self.keys.job_prefix, self.store.max_events]
+    async def _with_ids(self, prepared: list[_Prepared]) -> list[_Prepared]:
+        """Give every job without a fixed id one reserved from the queue's counter (a round
+        trip only when the reserved block runs out)."""
+        wanted = sum(1 for p in prepared if not p.job_id)
+        if not wanted:
+            return prepared
+        ids = self._ids.take_now(wanted) or await self._ids.take(wanted)
+        fresh = iter(ids)
+        return [p if p.job_id else replace(p, job_id=next(fresh)) for p in prepared]
+
+    def _add_call(self, batch: Sequence[_Prepared]) -> tuple[list[str], list[str | int]]:
+        """Keys and args of one add_job call: every job hash declared, a fresh request key."""
+        k = self.keys
+        keys = [k.meta, k.wait, k.prioritized, k.delayed, k.events, k.marker]
+        keys.append(k.request(new_request_id()))
+        args: list[str | int] = [self.store.resend_window_ms, self.store.max_events]
         for p in batch:
+            keys.append(k.job(p.job_id))
+            args.append(p.job_id)
             args += p.args
-        return args
+        return keys, args
 
     async def _queue_adds(self, pipe: Any, prepared: Sequence[_Prepared]) -> None:
-        keys = self._add_keys()
         for start in range(0, len(prepared), ADD_BATCH):
-            await self.store.scripts.add_job(
-                keys, self._add_args(prepared[start : start + ADD_BATCH]), client=pipe
-            )
-
-    def _add_keys(self) -> list[str]:
-        k = self.keys
-        return [k.meta, k.wait, k.delayed, k.events, k.marker]
+            keys, args = self._add_call(prepared[start : start + ADD_BATCH])
+            await self.store.scripts.add_job(keys, args, client=pipe)
 
     def _added(self, job_id: str, now: int, p: _Prepared) -> Job:
         logger.info("Job %s added to queue %s", job_id, self.name)
@@ -207,7 +193,7 @@ class Queue:
     ) -> Job:
         """Add one job. A fixed ``job_id`` that exists already returns the existing job and
         adds nothing. Raises ``ValueError`` naming a bad option or non-JSON data."""
-        prepared = self._prepare(data, opts, name)
+        (prepared,) = await self._with_ids([self._prepare(data, opts, name)])
         if self.wait_replicas:
             (result,) = await self._add_acked([prepared])
             ((job_id, created, now),) = _outcomes(result)
@@ -228,7 +214,7 @@ class Queue:
             return await future
         self._in_flight = loop
         try:
-            result = await self.store.scripts.add_job(self._add_keys(), self._add_args([prepared]))
+            result = await self.store.scripts.add_job(*self._add_call([prepared]))
         finally:
             self._send_gathered()
         return _outcomes(result)[0]
@@ -268,6 +254,10 @@ class Queue:
             if not future.done():
                 future.set_result(outcome)
 
+    def _bind(self, job: Job) -> Job:
+        job._waiter = self.wait_for
+        return job
+
     async def wait_for(self, job_id: str, timeout_s: float | None = None) -> Any:
         """The return value of job ``job_id`` once it completes; see :meth:`Job.wait`."""
         if self._waiters is None:
@@ -306,6 +296,7 @@ class Queue:
                 raise ValueError(f"jobs[{i}]: {exc}") from None
         if not prepared:
             return []
+        prepared = await self._with_ids(prepared)
         if self.wait_replicas:
             results = await self._add_acked(prepared)
         else:
@@ -340,237 +331,96 @@ class Queue:
             )
         return results
 
-    async def get_stats(self) -> QueueStats:
-        """Counts per state, O(1) in Redis (LLEN + ZCARDs in one round trip)."""
-        async with self.store.client.pipeline(transaction=False) as pipe:
-            self._queue_stats(pipe)
-            results = await pipe.execute()
-        return self._stats_from(results)
-
-    def _queue_stats(self, pipe: Any) -> None:
-        """Queue exactly six commands on ``pipe`` (callers slice the replies by six):
-        waiting (LLEN ``wait`` + ZCARD ``prioritized``, one EVAL), active, completed,
-        failed, delayed, paused flag."""
-        k = self.keys
-        self._queue_waiting_count(pipe)
-        for key in (k.active, k.completed, k.failed, k.delayed):
-            pipe.zcard(key)
-        pipe.hexists(k.meta, "paused")
-
-    def _queue_waiting_count(self, pipe: Any) -> None:
-        # EVAL, not EVALSHA: nothing to recover on NOSCRIPT, and a plain command works in
-        # every pipeline (Cluster included: both keys are in the queue's slot).
-        pipe.execute_command("EVAL", _COUNT_WAITING, 2, self.keys.wait, self.keys.prioritized)
-
-    async def count_jobs(self, state: str | JobState) -> int:
-        """How many jobs are in ``state`` (O(1)). While paused, waiting jobs count here
-        as ``waiting`` (``get_stats`` reports them as ``paused``)."""
-        job_state = _state(state)
-        client = self.store.client
-        if job_state is JobState.WAITING:
-            async with client.pipeline(transaction=False) as pipe:
-                self._queue_waiting_count(pipe)
-                (count,) = await pipe.execute()
-            return int(count)
-        return int(await client.zcard(self._state_key(job_state)))
-
-    def _stats_from(self, results: Sequence[Any]) -> QueueStats:
-        wait, active, completed, failed, delayed, paused_flag = (int(r) for r in results)
-        # As in Bull: while a queue is paused its waiting jobs are counted as `paused`.
-        waiting, paused = (0, wait) if paused_flag else (wait, 0)
-        return QueueStats(
-            name=self.name,
-            waiting=waiting,
-            active=active,
-            completed=completed,
-            failed=failed,
-            delayed=delayed,
-            paused=paused,
-            total=wait + active + completed + failed + delayed,
-        )
-
-    async def is_paused(self) -> bool:
-        return bool(await self.store.client.hexists(self.keys.meta, "paused"))
-
-    def _state_key(self, state: JobState) -> str:
-        """The zset of a state. Waiting jobs are in two structures (the ``wait`` list, then
-        the ``prioritized`` zset): see :meth:`count_jobs` and :meth:`get_jobs`."""
-        k = self.keys
-        if state is JobState.WAITING:
-            raise ValueError("waiting jobs are in `wait` (list) and `prioritized` (zset)")
-        return {
-            JobState.ACTIVE: k.active,
-            JobState.DELAYED: k.delayed,
-            JobState.COMPLETED: k.completed,
-            JobState.FAILED: k.failed,
-        }[state]
-
-    async def get_jobs(self, state: str | JobState, start: int = 0, end: int = 9) -> list[Job]:
-        """Jobs in ``state`` from index ``start`` to ``end`` inclusive (finished jobs newest
-        first, others in processing order). At most ``MAX_PAGE`` per call."""
-        job_state = _state(state)
-        for label, value in (("start", start), ("end", end)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ValueError(f"{label} must be a non-negative integer, got {value!r}")
-        if end < start:
-            raise ValueError(f"end ({end}) must not be less than start ({start})")
-        if end - start + 1 > MAX_PAGE:
-            raise ValueError(f"range too large: at most {MAX_PAGE} jobs per call")
-        client = self.store.client
-        if job_state is JobState.WAITING:
-            ids = await self._waiting_ids(start, end)
-        else:
-            key = self._state_key(job_state)
-            newest_first = job_state in (JobState.COMPLETED, JobState.FAILED)
-            ids = await client.zrange(key, start, end, desc=newest_first)
-        if not ids:
-            return []
-        async with client.pipeline(transaction=False) as pipe:
-            for job_id in ids:
-                pipe.hgetall(self.keys.job(job_id))
-            hashes = await pipe.execute()
-        # A job may finish or be cleaned between the two reads; skip what vanished.
-        return [
-            Job.from_hash(self.name, job_id, h, job_state)
-            for job_id, h in zip(ids, hashes, strict=True)
-            if h
-        ]
-
-    async def _waiting_ids(self, start: int, end: int) -> list[str]:
-        """Waiting ids ``start``..``end`` in claim order: the ``wait`` list (no priority,
-        FIFO), then the ``prioritized`` zset. Two reads at most; jobs claimed in between
-        shift the page, as any listing of a live queue."""
-        k = self.keys
-        async with self.store.client.pipeline(transaction=True) as pipe:
-            pipe.lrange(k.wait, start, end)
-            pipe.llen(k.wait)
-            listed, length = await pipe.execute()
-        ids = list(listed)
-        if end >= length:
-            ids += await self.store.client.zrange(
-                k.prioritized, max(start - length, 0), end - length
-            )
-        return ids
-
-    async def get_job(self, job_id: str) -> Job | None:
-        """One job with its current state, or ``None``.
-
-        O(1): the job hash and a ZSCORE per zset (``prioritized``, ``active``, ``delayed``,
-        ``completed``, ``failed``) in one transaction. Every job hash sits in exactly one
-        structure (each script moves it atomically), so a job in none of the zsets is in
-        the ``wait`` list, which is never searched (LPOS would be O(N))."""
-        job_id = str(job_id)
-        k = self.keys
-        zsets = [
-            (JobState.WAITING, k.prioritized),
-            (JobState.ACTIVE, k.active),
-            (JobState.DELAYED, k.delayed),
-            (JobState.COMPLETED, k.completed),
-            (JobState.FAILED, k.failed),
-        ]
-        async with self.store.client.pipeline(transaction=True) as pipe:
-            pipe.hgetall(k.job(job_id))
-            for _, key in zsets:
-                pipe.zscore(key, job_id)
-            h, *scores = await pipe.execute()
-        if not h:
-            return None
-        found = [s for (s, _), score in zip(zsets, scores, strict=True) if score is not None]
-        job = Job.from_hash(self.name, job_id, h, found[0] if found else JobState.WAITING)
-        job._waiter = self.wait_for
-        return job
-
-    async def get_job_logs(self, job_id: str, start: int = 0, end: int = 99) -> list[str]:
-        """Log lines a processor wrote with ``job.log``, oldest first."""
-        return list(await self.store.client.lrange(self.keys.logs(str(job_id)), start, end))
-
     async def pause(self, actor: str = "") -> bool:
         """Pause for every instance: once this returns no worker starts a new job.
         Returns False if it was already paused."""
-        k = self.keys
-        changed = await self.store.scripts.pause_queue(
-            [k.meta, k.events, k.marker], ["1", actor, self.store.max_events]
-        )
+        changed = await self._pause_queue(True, actor)
         logger.info("Queue %s paused%s", self.name, f" by {actor}" if actor else "")
-        return bool(changed)
+        return changed
 
     async def resume(self, actor: str = "") -> bool:
         """Resume for every instance; blocked workers wake at once."""
+        changed = await self._pause_queue(False, actor)
+        logger.info("Queue %s resumed%s", self.name, f" by {actor}" if actor else "")
+        return changed
+
+    async def _pause_queue(self, pause: bool, actor: str) -> bool:
         k = self.keys
         changed = await self.store.scripts.pause_queue(
-            [k.meta, k.events, k.marker], ["0", actor, self.store.max_events]
+            [k.meta, k.events, k.marker, k.request(new_request_id())],
+            ["1" if pause else "0", actor, self.store.max_events, self.store.resend_window_ms],
         )
-        logger.info("Queue %s resumed%s", self.name, f" by {actor}" if actor else "")
         return bool(changed)
 
     async def clean(self, state: str | JobState, grace_ms: int, actor: str = "") -> int:
         """Remove ``completed`` or ``failed`` jobs finished more than ``grace_ms`` ago, in
-        bounded batches. Returns how many were removed."""
-        job_state = _state(state)
+        bounded batches. Returns how many were removed. The cutoff is fixed when the call
+        starts (Redis's clock), so jobs finishing meanwhile never keep it going."""
+        job_state = listed_state(state)
         if job_state not in (JobState.COMPLETED, JobState.FAILED):
             raise ValueError(f"only completed or failed jobs can be cleaned, not {state!r}")
         if isinstance(grace_ms, bool) or not isinstance(grace_ms, int) or grace_ms < 0:
             raise ValueError(f"grace_ms must be a non-negative integer, got {grace_ms!r}")
-        keys = [self._state_key(job_state), self.keys.events]
+        client, k = self.store.client, self.keys
+        seconds, micros = await client.time()
+        cutoff = int(seconds) * 1000 + int(micros) // 1000 - grace_ms
+        set_key = self._state_key(job_state)
         removed = 0
         while True:
-            n = int(
-                await self.store.scripts.clean_jobs(
-                    keys,
-                    [
-                        self.keys.job_prefix,
-                        grace_ms,
-                        CLEAN_BATCH,
-                        job_state.value,
-                        actor,
-                        self.store.max_events,
-                    ],
-                )
-            )
+            # Listed first so the script can declare every key it deletes; it re-checks each.
+            ids = await client.zrangebyscore(set_key, "-inf", cutoff, start=0, num=CLEAN_BATCH)
+            if not ids:
+                break
+            keys = [set_key, k.events, k.request(new_request_id())]
+            for job_id in ids:
+                keys += [k.job(job_id), k.logs(job_id)]
+            args: list[str | int] = [cutoff, job_state.value, actor, self.store.max_events]
+            args += [self.store.resend_window_ms, *ids]
+            n = int(await self.store.scripts.clean_jobs(keys, args))
             removed += n
-            if n < CLEAN_BATCH:
+            if len(ids) < CLEAN_BATCH:
                 break
         logger.info("Cleaned %d %s jobs from queue %s", removed, job_state.value, self.name)
         return removed
 
-    async def _job_admin(self, script: LuaScript, keys: list[str], job_id: str, actor: str) -> None:
-        code = int(
-            await script(keys, [self.keys.job_prefix, str(job_id), actor, self.store.max_events])
+    async def _job_admin(self, script: LuaScript, keys: list[str], job_id: str, actor: str) -> str:
+        """Run retry/promote/remove; returns the state the job was in, or raises
+        ``JobNotFound`` / ``InvalidJobState`` naming the state it is in."""
+        k = self.keys
+        code, state = _admin_reply(
+            await script(
+                [*keys, k.request(new_request_id())],
+                [job_id, actor, self.store.max_events, self.store.resend_window_ms],
+            )
         )
-        raise_for_code(code, job_id=str(job_id), action=script.name.replace("_", " "))
+        raise_for_code(code, job_id=job_id, action=script.name.replace("_", " "), state=state)
+        return state
+
+    def _moving_keys(self, job_id: str) -> list[str]:
+        k = self.keys
+        return [k.meta, *self._state_keys(), k.events, k.marker, k.job(job_id)]
 
     async def retry_job(self, job_id: str, actor: str = "") -> None:
         """Move a failed job back to waiting with its attempts reset."""
-        k = self.keys
-        await self._job_admin(
-            self.store.scripts.retry_job,
-            [k.meta, k.failed, k.wait, k.events, k.marker],
-            job_id,
-            actor,
-        )
+        job_id = str(job_id)
+        script = self.store.scripts.retry_job
+        await self._job_admin(script, self._moving_keys(job_id), job_id, actor)
         logger.info("Job %s of queue %s retried", job_id, self.name)
 
     async def promote_job(self, job_id: str, actor: str = "") -> None:
         """Move a delayed job to waiting now."""
-        k = self.keys
-        await self._job_admin(
-            self.store.scripts.promote_job,
-            [k.meta, k.delayed, k.wait, k.events, k.marker],
-            job_id,
-            actor,
-        )
+        job_id = str(job_id)
+        script = self.store.scripts.promote_job
+        await self._job_admin(script, self._moving_keys(job_id), job_id, actor)
         logger.info("Job %s of queue %s promoted", job_id, self.name)
 
     async def remove_job(self, job_id: str, actor: str = "") -> None:
-        """Delete a job that is not active."""
+        """Delete a job that is not active, with its log."""
+        job_id = str(job_id)
         k = self.keys
-        await self._job_admin(
-            self.store.scripts.remove_job,
-            [k.wait, k.delayed, k.completed, k.failed, k.active, k.events],
-            job_id,
-            actor,
-        )
-        logger.info("Job %s removed from queue %s", job_id, self.name)
+        keys = [*self._state_keys(), k.events, k.job(job_id), k.logs(job_id)]
+        state = await self._job_admin(self.store.scripts.remove_job, keys, job_id, actor)
+        logger.info("Job %s (%s) removed from queue %s", job_id, state, self.name)
 
     async def cancel_job(self, job_id: str, actor: str = "") -> JobState:
         """Fail a job that has not finished, at once and for good (reason ``cancelled by
@@ -580,11 +430,6 @@ class Queue:
         from .cancel import cancel_job
 
         return await cancel_job(self, job_id, actor)
-
-    async def events(self, count: int = 100) -> list[dict[str, str]]:
-        """The newest ``count`` lifecycle events, newest first, each with its ``ts`` (ms)."""
-        entries = await self.store.client.xrevrange(self.keys.events, count=min(count, MAX_PAGE))
-        return [{"id": eid, "ts": eid.split("-")[0], **fields} for eid, fields in entries]
 
 
 __all__ = ["MAX_PAGE", "BulkJob", "JobNotFound", "Queue", "QueueStats"]

@@ -110,23 +110,31 @@ class LuaScript:
             return await self.client.eval(self.source, len(keys), *keys, *args)
 
 
-async def execute(pipe: Any) -> list[Any]:
+async def execute(pipe: Any, *, raise_on_error: bool = True) -> list[Any]:
     """Run a pipeline holding script calls; re-send the ones that came back NOSCRIPT.
 
     Results keep their indices, but re-sent calls take effect after the rest of the
     pipeline: NOSCRIPT only follows a restart, failover or flush, and no engine pipeline
     relies on the order of effects between its commands. Raises the first error of any
-    command, after every command has run.
+    command, after every command has run; with ``raise_on_error=False`` a command's error
+    is its result instead (the pipeline itself may still raise, e.g. when the connection
+    drops).
     """
     results: list[Any] = list(await pipe.execute(raise_on_error=False))
     queued = pipe.__dict__.pop(_QUEUED, {})
     for index, result in enumerate(results):
         if isinstance(result, NoScriptError) and index in queued:
             script, keys, args = queued[index]
-            results[index] = await script._run(keys, args)
-    for result in results:
-        if isinstance(result, Exception):
-            raise result
+            try:
+                results[index] = await script._run(keys, args)
+            except Exception as exc:
+                if raise_on_error:
+                    raise
+                results[index] = exc
+    if raise_on_error:
+        for result in results:
+            if isinstance(result, Exception):
+                raise result
     return results
 
 
@@ -141,6 +149,9 @@ class Scripts:
         self.retry_job = self._load("retry_job")
         self.promote_job = self._load("promote_job")
         self.remove_job = self._load("remove_job")
+        self.read_job = self._load("read_job")
+        self.list_waiting = self._load("list_waiting")
+        self.locate_job = self._load("locate_job")
         self.cancel_job = self._load("cancel_job")
         self.acquire_lease = self._load("acquire_lease")
         self.renew_lease = self._load("renew_lease")

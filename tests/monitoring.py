@@ -14,24 +14,17 @@ from engine import Queue, QueueManager
 from engine.api import ApiSettings, AuthConfig, create_app
 from engine.api.dashboard import setup_dashboard
 from engine.metrics import setup_metrics
+from tests.lua.worker_calls import calls
+from tests.lua.worker_calls import claim as worker_claim
 
 
 async def claim(q: Queue, count: int = 1, worker: str = "w1") -> list[tuple[str, str]]:
     """Move up to ``count`` waiting jobs to active; returns ``(job id, lease token)`` pairs."""
-    k = q.keys
-    result = await q.store.scripts.move_to_active(
-        [k.meta, k.wait, k.delayed, k.active, k.events, k.marker, k.limiter],
-        [k.job_prefix, worker, count, 30_000, q.store.max_events, 0, 1000, 1000],
-    )
-    return [(str(job[0]), str(job[1])) for job in result[4]]
+    return [(str(job[0]), str(job[1])) for job in await worker_claim(q, count, worker)]
 
 
 async def complete(q: Queue, job_id: str, token: str, rv: str = "1") -> Any:
-    k = q.keys
-    return await q.store.scripts.complete_job(
-        [k.active, k.completed, k.events],
-        [k.job_prefix, q.store.max_events, 1000, job_id, token, rv, -1, -1],
-    )
+    return await calls(q).complete([(job_id, token, rv, -1, -1)], 1000)
 
 
 async def fail(
@@ -39,9 +32,8 @@ async def fail(
 ) -> Any:
     """Fail the attempt for good (no retry)."""
     k = q.keys
-    return await q.store.scripts.fail_job(
-        [k.active, k.wait, k.delayed, k.failed, k.meta, k.events, k.marker],
-        [k.job_prefix, job_id, token, reason, stack, 10, -1, -1, -1, q.store.max_events, 1000],
+    return await calls(q).fail(
+        [k.job_prefix, job_id, token, reason, stack, 10, -1, -1, -1, q.store.max_events, 1000]
     )
 
 

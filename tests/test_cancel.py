@@ -9,19 +9,10 @@ from typing import Any
 
 import pytest
 
-from engine import JobFailed, JobNotCancellable, JobNotFound, JobState, Queue, QueueManager
+from engine import JobFailed, JobNotCancellable, JobNotFound, JobState, QueueManager
 from engine.cancel import cancel_call
-from engine.options import JobOptions
 from tests.helpers import wait_for
-
-
-async def _claim(q: Queue, count: int = 1) -> list[Any]:
-    k = q.keys
-    result = await q.store.scripts.move_to_active(
-        [k.meta, k.wait, k.delayed, k.active, k.events, k.marker, k.limiter],
-        [k.job_prefix, "w1", count, 30_000, 1000, 0, 1000, 1000],
-    )
-    return list(result[4])
+from tests.lua.worker_calls import calls, claim
 
 
 def _events_of(events: list[dict[str, str]], job_id: str) -> list[str]:
@@ -123,7 +114,7 @@ async def test_a_resent_cancel_returns_the_first_reply_instead_of_a_refusal(
 ) -> None:
     q = manager.create_queue("q")
     job = await q.add("x")
-    keys, args = cancel_call(q, job.id, "alice", "r1", JobOptions())
+    keys, args = cancel_call(q, job.id, "alice", "r1")
     assert await q.store.scripts.cancel_job(keys, args) == [1, "waiting"]
     assert await q.store.scripts.cancel_job(keys, args) == [1, "waiting"]  # the resend
     events = await q.events()
@@ -138,21 +129,17 @@ async def test_a_running_job_is_failed_at_once_and_its_worker_cannot_overwrite_i
 ) -> None:
     q = manager.create_queue("q")
     job = await q.add("x", {"attempts": 5})
-    ((job_id, token, *_),) = await _claim(q)
+    ((job_id, token, *_),) = await claim(q)
     assert await q.cancel_job(job_id, "alice") is JobState.ACTIVE
 
     got = await q.get_job(job_id)
     assert got is not None and got.state is JobState.FAILED and got.attempts_made == 1
-    k = q.keys
+    assert await manager.client.zscore(q.keys.claims, job_id) is None
     # The worker's late finishes, whatever they say, change nothing (0: already over).
-    complete = await q.store.scripts.complete_job(
-        [k.active, k.completed, k.events],
-        [k.job_prefix, 1000, 100, job_id, token, '"late"', -1, -1],
-    )
+    complete = await calls(q).complete([(job_id, token, '"late"', -1, -1)], 100)
     assert list(complete[1]) == [0]
-    fail = await q.store.scripts.fail_job(
-        [k.active, k.wait, k.delayed, k.failed, k.meta, k.events, k.marker],
-        [k.job_prefix, job_id, token, "late failure", "", 10, 0, -1, -1, 1000, 100],
+    fail = await calls(q).fail(
+        [q.keys.job_prefix, job_id, token, "late failure", "", 10, 0, -1, -1, 1000, 100]
     )
     assert fail == 0
     after = await q.get_job(job_id)
@@ -161,27 +148,25 @@ async def test_a_running_job_is_failed_at_once_and_its_worker_cannot_overwrite_i
     assert after.attempts_made == 1
     assert await q.count_jobs("waiting") == 0 and await q.count_jobs("delayed") == 0
     # Its lease renewal reports the attempt as cancelled (the fallback for a lost message).
-    lost = await q.store.scripts.extend_leases(
-        [k.active], [k.job_prefix, 30_000, job_id, token, job_id, "other:1"]
-    )
-    assert lost == [[job_id, token, 1], [job_id, "other:1", 0]]
+    assert await calls(q).extend([(job_id, token)], 30_000) == [[job_id, token, "cancelled"]]
     assert _events_of(await q.events(), job.id) == ["waiting", "active", "cancelled", "failed"]
 
 
 async def test_a_cancelled_running_job_keeps_its_hash_under_remove_on_fail(
     manager: QueueManager,
 ) -> None:
-    # removeOnFail: true deletes a failed job at once; a cancelled RUNNING job waits for the
-    # next trim, so a worker that missed the message still reads why at its renewal.
+    # removeOnFail: true deletes a failed job at once; a cancelled RUNNING job is kept, so
+    # a worker that missed the message still reads why at its renewal.
     q = manager.create_queue("q")
     running = await q.add("run", {"removeOnFail": True})
     waiting = await q.add("wait", {"removeOnFail": True})
-    ((job_id, token, *_),) = await _claim(q)
+    ((job_id, token, *_),) = await claim(q, count=1)
     assert job_id == running.id
     await q.cancel_job(waiting.id)
     assert await q.get_job(waiting.id) is None  # not running: removed like any failure
     await q.cancel_job(running.id)
-    lost = await q.store.scripts.extend_leases(
-        [q.keys.active], [q.keys.job_prefix, 30_000, job_id, token]
-    )
-    assert lost == [[job_id, token, 1]]
+    assert await calls(q).extend([(job_id, token)], 30_000) == [[job_id, token, "cancelled"]]
+    # It stays in `failed` until a count/age trim or a clean removes it.
+    kept = await q.get_job(running.id)
+    assert kept is not None and kept.state is JobState.FAILED
+    assert await q.clean("failed", 0) == 1

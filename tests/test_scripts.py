@@ -5,6 +5,7 @@ from importlib import resources
 
 import pytest
 
+from engine.keys import QueueKeys, new_request_id
 from engine.scripts import SOURCES, LuaScript, Scripts, execute
 from tests.helpers import crc16_slot
 
@@ -38,27 +39,33 @@ def test_every_script_has_a_header_naming_each_key_and_returns(name):
 
 async def test_wrong_key_count_is_refused_before_reaching_redis(client):
     scripts = Scripts(client)
-    with pytest.raises(ValueError, match="add_job takes 5 keys, 2 were given"):
+    with pytest.raises(ValueError, match="retry_job takes 11 keys, 2 were given"):
+        await scripts.retry_job(["a", "b"], [])
+    with pytest.raises(ValueError, match="add_job takes more than 7 keys, 2 were given"):
         await scripts.add_job(["a", "b"], [])
 
 
 async def test_scripts_recover_after_script_flush_and_run_in_pipelines(client, prefix):
     scripts = Scripts(client)
-    keys = [f"{prefix}:{{q}}:meta", f"{prefix}:{{q}}:events", f"{prefix}:{{q}}:marker"]
-    assert await scripts.pause_queue(keys, ["1", "", 100]) == 1
+    k = QueueKeys(prefix, "q")
+
+    def keys() -> list[str]:  # a fresh request key per call
+        return [k.meta, k.events, k.marker, k.request(new_request_id())]
+
+    assert await scripts.pause_queue(keys(), ["1", "", 100, 10_000]) == 1
     await client.script_flush()
-    assert await scripts.pause_queue(keys, ["0", "", 100]) == 1
+    assert await scripts.pause_queue(keys(), ["0", "", 100, 10_000]) == 1
     await client.script_flush()
     async with client.pipeline(transaction=False) as pipe:
-        await scripts.pause_queue(keys, ["1", "", 100], client=pipe)
+        await scripts.pause_queue(keys(), ["1", "", 100, 10_000], client=pipe)
         pipe.ping()
-        await scripts.pause_queue(keys, ["1", "", 100], client=pipe)
+        await scripts.pause_queue(keys(), ["1", "", 100, 10_000], client=pipe)
         # Each call's result stays at its own index (the re-sent calls run last).
         assert await execute(pipe) == [1, True, 0]
     # Once cached again, a pipeline costs one round trip: no SCRIPT EXISTS before it.
     before = (await client.info("commandstats")).get("cmdstat_script", {}).get("calls", 0)
     async with client.pipeline(transaction=False) as pipe:
-        await scripts.pause_queue(keys, ["0", "", 100], client=pipe)
+        await scripts.pause_queue(keys(), ["0", "", 100, 10_000], client=pipe)
         assert await execute(pipe) == [1]
     after = (await client.info("commandstats")).get("cmdstat_script", {}).get("calls", 0)
     assert before == after
@@ -93,7 +100,9 @@ async def test_every_key_a_queue_operation_touches_hashes_to_the_queue_slot(
     await client.zadd(q.keys.failed, {delayed.id: 1})
     await client.zrem(q.keys.prioritized, delayed.id)
     await q.retry_job(delayed.id)
-    await q.clean("completed", 0)
+    await client.hset(q.keys.job("done"), "data", "1")
+    await client.zadd(q.keys.completed, {"done": 1})
+    assert await q.clean("completed", 0) == 1
     assert {name for name, _ in calls} >= {
         "add_job",
         "pause_queue",
@@ -131,6 +140,7 @@ def test_includes_are_spliced_in_so_redis_gets_whole_scripts():
     ]
     assert sorted(users) == [
         "fail_job",
+        "move_to_active",
         "promote_job",
         "recover_stalled",
         "release_jobs",

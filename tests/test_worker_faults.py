@@ -106,8 +106,11 @@ async def test_worker_killed_mid_job_loses_nothing(
 
 
 async def _held(manager: QueueManager, n: int) -> bool:
+    """``n`` jobs running, their claims confirmed (a kill is then a stall, not a claim
+    handed back unconfirmed)."""
     q = manager.get_queue("q")
-    return bool(await manager.client.zcard(q.keys.active) >= n)
+    c = manager.client
+    return bool(await c.zcard(q.keys.active) >= n and await c.zcard(q.keys.claims) == 0)
 
 
 async def _all_completed(manager: QueueManager, n: int) -> bool:

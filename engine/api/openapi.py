@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from ..job import JobState
+from ..job import LISTED_STATES, JobState
 from ..queue import MAX_PAGE
 from .guard import ADMIN, PUBLIC
 from .payload import NUMERIC_EVENT_FIELDS
@@ -174,7 +174,7 @@ OPERATIONS: dict[str, tuple[str, list[dict[str, Any]], dict[str, Any] | None, di
             {
                 "name": "state",
                 "in": "query",
-                "schema": {"enum": [s.value for s in JobState], "default": "waiting"},
+                "schema": {"enum": [s.value for s in LISTED_STATES], "default": "waiting"},
             },
             {"name": "start", "in": "query", "schema": {**_INT, "maximum": 10**9, "default": 0}},
             {
@@ -190,7 +190,7 @@ OPERATIONS: dict[str, tuple[str, list[dict[str, Any]], dict[str, Any] | None, di
         _ok(
             {
                 "queue": {"type": "string"},
-                "state": {"enum": [s.value for s in JobState]},
+                "state": {"enum": [s.value for s in LISTED_STATES]},
                 "start": _INT,
                 "end": _INT,
                 "count": _INT,

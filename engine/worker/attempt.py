@@ -31,29 +31,33 @@ class Attempt:
     task: asyncio.Task[None] | None = None
     lost: bool = False
     released: bool = False
+    # When the claim's reply came (monotonic s) and whether Redis has since confirmed it
+    # (a claim holds `active` only for the claim deadline until confirmed).
+    claimed_at: float = 0.0
+    confirmed: bool = False
+    _log_seq: int = 0
+    _log_lock: asyncio.Lock | None = None
     # The handler call (set once started), and whether cancel_job ended this attempt
     # (engine/worker/cancel.py stops the call and drops its outcome).
     call: HandlerCall | None = None
     cancelled: bool = False
 
     async def update_progress(self, progress: Any) -> None:
-        w = self.worker
         try:
             value = orjson.dumps(progress).decode()
         except TypeError as exc:
             raise ValueError(f"progress must be JSON-serialisable: {exc}") from None
-        code = await w.store.scripts.update_progress(
-            [w.keys.active, w.keys.events],
-            [w.keys.job_prefix, self.job.id, self.token, value, w.store.max_events],
-        )
+        code = await self.worker._calls.progress(self.job.id, self.token, value)
         self._check(int(code), "progress update")
 
     async def log(self, text: str) -> None:
-        w = self.worker
-        code = await w.store.scripts.add_log(
-            [w.keys.active],
-            [w.keys.job_prefix, self.job.id, self.token, str(text), w.store.max_log_lines],
-        )
+        # One line at a time per attempt, each with its number: a resend of line n (the
+        # client retries on a lost reply) is then recognised and not appended twice.
+        if self._log_lock is None:
+            self._log_lock = asyncio.Lock()
+        async with self._log_lock:
+            self._log_seq += 1
+            code = await self.worker._calls.log(self.job.id, self.token, str(text), self._log_seq)
         self._check(int(code), "log")
 
     def _check(self, code: int, action: str) -> None:
@@ -76,3 +80,9 @@ class Finish:
     args: list[str | int]
     delay_ms: int = -1
     reason: str = ""
+    # Sent before with an unknown outcome (its first copy may have been applied).
+    resent: bool = False
+    # Sent in a call of its own (a batch it was in hit a script error).
+    alone: bool = False
+    # The failure the engine records when the outcome itself could not be.
+    quarantined: bool = False

@@ -69,6 +69,20 @@ def stop_cancelled(worker: Worker, attempt: Attempt, how: str) -> None:
     )
 
 
+def take_cancelled(worker: Worker, lost: list[list[str]]) -> list[list[str]]:
+    """Stop the attempts a lease renewal reports cancelled (``extend_leases``: {id, token,
+    "cancelled"}); returns the other, really lost, pairs."""
+    pairs = []
+    for entry in lost:
+        if len(entry) > 2:
+            attempt = worker._attempts.get((str(entry[0]), str(entry[1])))
+            if attempt is not None:
+                stop_cancelled(worker, attempt, "seen at lease renewal")
+        else:
+            pairs.append(entry)
+    return pairs
+
+
 class CancelNotices:
     """The one pub/sub subscriber of a manager's workers (see the module doc)."""
 

@@ -28,6 +28,7 @@ from ..keys import validate_queue_name
 from ..pool import Handler
 from ..store import Store
 from .attempt import Attempt, Finish
+from .calls import WorkerCalls
 from .exchange import Exchange
 from .leases import LeaseKeeper
 from .options import WorkerOptions
@@ -74,6 +75,9 @@ class Worker:
         self._closing = False
         self._closed = False
         self._started = False
+        # Leases found lost (a real loss: the token changed), for status and metrics.
+        self._lease_losses = 0
+        self._calls = WorkerCalls(self.store, self.keys)
         self._runner = JobRunner(self, handler)
         self._exchange = Exchange(self)
         self._leases = LeaseKeeper(self)
@@ -109,6 +113,7 @@ class Worker:
             "running": self._busy,
             "concurrency": self.options.concurrency,
             "pending_finishes": len(self._pending),
+            "lease_losses": self._lease_losses,
             "restarts": self._supervisor.restarts,
             "last_error": None if last is None else last.last_error,
             "tasks": tasks,
@@ -217,16 +222,10 @@ class Worker:
         self._attempts.clear()
 
     async def _release(self, attempts: list[Attempt]) -> None:
-        pairs: list[str | int] = []
-        for a in attempts:
-            pairs += [a.job.id, a.token]
-        k = self.keys
+        pairs = [(a.job.id, a.token) for a in attempts]
         for _ in range(3):
             try:
-                released = await self.store.scripts.release_jobs(
-                    [k.active, k.wait, k.events, k.marker],
-                    [k.job_prefix, self.store.max_events, *pairs],
-                )
+                released = await self._calls.release(pairs)
             except REDIS_ERRORS as exc:
                 await asyncio.sleep(self._close_outage.failed(exc))
                 continue

@@ -2,8 +2,13 @@
 
 It sends the finishes of ended jobs and the claim for the free slots in ONE pipeline, so
 a busy worker spends one round trip per job or less. It blocks on the queue's ``marker``
-(BZPOPMIN, on a connection of its own) only when a claim came back short, bounded by the
-next delayed job's due time. See docs/ARCHITECTURE.md, "Worker".
+(BZPOPMIN, on a connection of its own) only when a claim came back short. Due times (a
+delayed job or retry, an unconfirmed claim's deadline) are kept by a local timer that
+triggers a claim on the normal connection, never by the blocking pop's timeout (Redis
+resolves those at its ``hz``: up to 100 ms late). See docs/ARCHITECTURE.md, "Worker".
+
+A claim whose outcome is unknown (the connection failed after sending it) is resent with
+the same request id: if Redis ran the first copy, the resend returns its jobs.
 """
 
 from __future__ import annotations
@@ -15,13 +20,14 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from redis.asyncio import Redis
-from redis.exceptions import ReadOnlyError, ResponseError
 
 from .. import tracing
 from ..connection import create_client
+from ..keys import new_request_id
 from ..scripts import execute
 from .attempt import Finish
-from .outage import REDIS_ERRORS, Outage
+from .finishing import Finishing
+from .outage import REDIS_ERRORS, Outage, Verdict, classify
 
 if TYPE_CHECKING:
     from .core import Worker
@@ -30,14 +36,10 @@ logger = logging.getLogger("engine.worker")
 
 # A blocking connection must outlive its longest block, or the client times it out.
 _BLOCK_SOCKET_MARGIN_S = 5.0
-# Most jobs finished by one complete_job call (bounds the script's run and its unpack).
-_COMPLETE_CHUNK = 500
 # From this concurrency on, the driver keeps two exchanges in flight (each claiming half
 # the slots): the next one goes out while Redis runs the last. Below it, halving the
 # batches costs more than the overlap saves (measured: c=10 -20%, c=50 +30%).
 _OVERLAP_FROM = 32
-# A blocking pop may time out a hair before the due time it was sized for.
-_DUE_SLACK_S = 0.005
 
 
 class Exchange:
@@ -47,24 +49,29 @@ class Exchange:
         self.worker = worker
         o = worker.options
         self.outage = Outage(f"worker {worker.id} of queue {worker.queue_name}", o.reconnect_max_s)
+        self.finishing = Finishing(worker)
         self._queue_empty = False
         self._limited_until = 0.0
+        # The next due time this worker knows of (monotonic s), and the timer that wakes
+        # the driver then.
         self._next_due: float | None = None
+        self._due_timer: asyncio.TimerHandle | None = None
+        # Redis clock minus local monotonic clock (ms), learnt from every claim reply.
+        self._clock_ms: float | None = None
         # Exchanges (pipelines) in flight, at most ``_depth``; slots their claims asked for.
         self._inflight: set[asyncio.Task[None]] = set()
         self._reserved = 0
         self._backoff_until = 0.0
+        # Claims whose outcome is unknown: (request id, count), resent first.
+        self._doubts: list[tuple[str, int]] = []
         # Whether the next blocking pop carries a claim, and how many slots it asked for.
         self._warm = False
         self._block_count = 0
+        self._block_request = ""
         self._depth = 2 if o.concurrency >= _OVERLAP_FROM else 1
         self._per_exchange = max(1, -(-o.concurrency // self._depth))
         self._blocker: asyncio.Task[Any] | None = None
         self.block_client: Any = None
-        k = worker.keys
-        self._claim_keys = [k.meta, k.wait, k.delayed, k.active, k.events, k.marker, k.limiter]
-        self._fail_keys = [k.active, k.wait, k.delayed, k.failed, k.meta, k.events, k.marker]
-        self._complete_keys = [k.active, k.completed, k.events]
 
     def open(self) -> None:
         self.block_client = self._new_block_client()
@@ -103,8 +110,39 @@ class Exchange:
                 await asyncio.wait_for(w.store.client.zadd(w.keys.marker, {"w": 0}), flush_s)
 
     async def aclose(self) -> None:
+        if self._due_timer is not None:
+            self._due_timer.cancel()
         if self.block_client is not None:
             await self.block_client.aclose()
+
+    # -- due times ------------------------------------------------------------------
+
+    def learn_due(self, due: float | None, *, replace: bool = False) -> None:
+        """A due time (monotonic s): the earliest one known wakes the driver to claim."""
+        if not replace and self._next_due is not None:
+            due = self._next_due if due is None else min(due, self._next_due)
+        self._next_due = due
+        if self._due_timer is not None:
+            self._due_timer.cancel()
+            self._due_timer = None
+        if due is not None:
+            loop = asyncio.get_running_loop()
+            self._due_timer = loop.call_at(loop.time() + max(due - time.monotonic(), 0), self._due)
+
+    def _due(self) -> None:
+        self._due_timer = None
+        self._next_due = None  # learnt again from the claim it triggers
+        self._queue_empty = False
+        if self._blocker is not None and self._block_count:
+            # A warm pop holds the free slots: cancel it (its claim, if Redis ran it, is
+            # resent by id and returns its jobs) so the claim goes out now.
+            self._blocker.cancel()
+        self.worker._wake.set()
+
+    def _redis_to_local(self, redis_ms: int) -> float | None:
+        if self._clock_ms is None:
+            return None
+        return (redis_ms - self._clock_ms) / 1000
 
     # -- the driver ---------------------------------------------------------------
 
@@ -130,18 +168,22 @@ class Exchange:
                 return
             backoff_s = self._backoff_until - time.monotonic()
             if len(self._inflight) < self._depth and backoff_s <= 0:
-                count = self._claim_count()
+                if self._doubts and not w._closing:
+                    # A claim that may have run: resend it (same id) before anything new.
+                    request_id, count = self._doubts.pop(0)
+                else:
+                    request_id, count = new_request_id(), self._claim_count()
                 if w._pending or count:
                     self._reserved += count
                     finishes, w._pending = w._pending, []
-                    task = asyncio.create_task(self._exchange(finishes, count))
+                    task = asyncio.create_task(self._exchange(finishes, count, request_id))
                     self._inflight.add(task)
                     task.add_done_callback(self._exchanged)
                     continue
             if self._inflight:
                 await w._wake.wait()
             elif backoff_s > 0:
-                await asyncio.sleep(backoff_s)
+                await self._sleep_or_wake(backoff_s)
             else:
                 await self._idle()
 
@@ -149,74 +191,60 @@ class Exchange:
         self._inflight.discard(task)
         self.worker._wake.set()
 
-    async def _exchange(self, finishes: list[Finish], count: int) -> None:
+    async def _exchange(self, finishes: list[Finish], count: int, request_id: str) -> None:
         """Send pending finishes and (maybe) a claim for ``count`` slots in one pipeline.
         On a Redis error, sets when the driver may try again."""
         try:
-            backoff_s = await self._send(finishes, count)
+            backoff_s = await self._send(finishes, count, request_id)
         finally:
             self._reserved -= count
         if backoff_s is not None:
             self._backoff_until = max(self._backoff_until, time.monotonic() + backoff_s)
 
-    def _claim_args(self, count: int) -> list[str | int]:
+    def _claim(self, count: int, request_id: str, pipe: Any) -> Any:
         w = self.worker
         o = w.options
         rate = o.rate_limit
-        return [
-            w.keys.job_prefix,
-            w.id,
-            count,
-            o.lease_ms,
-            w.store.max_events,
-            rate.max if rate else 0,
-            rate.duration_ms if rate else 0,
-            o.promote_batch,
-        ]
+        return w._calls.claim(
+            worker_id=w.id,
+            request_id=request_id,
+            count=count,
+            claim_ms=o.claim_ms,
+            rate=(rate.max, rate.duration_ms) if rate else (0, 0),
+            promote_batch=o.promote_batch,
+            client=pipe,
+        )
 
-    async def _send(self, finishes: list[Finish], count: int) -> float | None:
+    async def _send(self, finishes: list[Finish], count: int, request_id: str) -> float | None:
         w = self.worker
-        scripts = w.store.scripts
-        o = w.options
-        completes = [f for f in finishes if f.complete]
-        fails = [f for f in finishes if not f.complete]
-        chunks = [
-            completes[i : i + _COMPLETE_CHUNK] for i in range(0, len(completes), _COMPLETE_CHUNK)
-        ]
-        k = w.keys
         try:
             async with w.store.client.pipeline(transaction=False) as pipe:
-                for chunk in chunks:
-                    args: list[str | int] = [k.job_prefix, w.store.max_events, o.retention_batch]
-                    for f in chunk:
-                        args += f.args
-                    await scripts.complete_job(self._complete_keys, args, client=pipe)
-                for f in fails:
-                    await scripts.fail_job(self._fail_keys, f.args, client=pipe)
+                groups = await self.finishing.queue(pipe, finishes)
                 if count:
-                    await scripts.move_to_active(
-                        self._claim_keys, self._claim_args(count), client=pipe
-                    )
-                results = await execute(pipe)
+                    await self._claim(count, request_id, pipe)
+                results = await execute(pipe, raise_on_error=False)
         except REDIS_ERRORS as exc:
-            backoff_s = self.outage.failed(exc)
-            if isinstance(exc, ResponseError) and not isinstance(exc, ReadOnlyError):
-                # A script error will not heal by retrying: leave these jobs to stalled
-                # recovery rather than loop on them.
-                for f in finishes:
-                    w._attempts.pop((f.attempt.job.id, f.attempt.token), None)
-            else:
-                w._pending = finishes + w._pending
-            return backoff_s
-        self.outage.ok()
-        for chunk, result in zip(chunks, results, strict=False):
-            _now, codes, durations = result
-            for f, code, duration in zip(chunk, codes, durations, strict=True):
-                self._completed(f, int(code), int(duration))
-        for f, result in zip(fails, results[len(chunks) :], strict=False):
-            self._failed(f, result)
+            # The pipeline as a whole: nothing is known of any of its calls.
+            maybe = classify(exc) is not Verdict.REFUSED
+            self.finishing.requeue(finishes, maybe_applied=maybe)
+            if count:
+                self._doubts.append((request_id, count))
+            return self.outage.failed(exc)
+        failure: Exception | None = None
+        for group, result in zip(groups, results, strict=False):
+            if self.finishing.settle(group, result) is not None:
+                failure = failure or result
         if count:
-            self._claimed(results[-1], count)
+            claimed = results[-1]
+            if isinstance(claimed, Exception):
+                failure = failure or claimed
+                if classify(claimed) is not Verdict.BROKEN:
+                    self._doubts.append((request_id, count))
+            else:
+                self._claimed(claimed, count)
+        if failure is not None:
+            return self.outage.failed(failure)
+        self.outage.ok()
         return None
 
     async def _idle(self) -> None:
@@ -234,70 +262,87 @@ class Exchange:
             await self._sleep_or_wake(self._limited_until - now)
             return
         if self._blocker is None:
-            timeout = w.options.block_timeout_s
-            if self._next_due is not None:
-                timeout = min(timeout, max(self._next_due - now, 0.0))
             # Warm (the last pop returned a marker): the claim rides behind the pop on the
             # blocking connection, so a wake-up costs no second round trip. After a
-            # timeout, a bare pop (one command per timeout while idle).
+            # timeout, or with a due time coming before the pop's timeout (the timer's
+            # claim then needs the slots), a bare pop.
+            timeout = w.options.block_timeout_s
+            due_soon = self._next_due is not None and self._next_due - now < timeout
             count = min(self._free(), w.options.fetch_batch, self._per_exchange)
-            count = count if self._warm else 0
+            count = count if self._warm and not due_soon else 0
             self._block_count = count
+            self._block_request = new_request_id() if count else ""
             self._reserved += count
-            # BZPOPMIN treats 0 as "forever": never ask for less than 10 ms.
-            self._blocker = asyncio.create_task(self._block(max(timeout, 0.01), count))
+            self._blocker = asyncio.create_task(self._block(timeout, count, self._block_request))
         waker = asyncio.create_task(w._wake.wait())
         await asyncio.wait([self._blocker, waker], return_when=asyncio.FIRST_COMPLETED)
         waker.cancel()
         if not self._blocker.done():
-            return  # a finish to send, or a re-check; keep blocking afterwards
+            return  # a finish to send, a due time, a re-check; keep blocking afterwards
         blocker, self._blocker = self._blocker, None
         count, self._block_count = self._block_count, 0
         self._reserved -= count
         if blocker.cancelled():
             self._queue_empty = False
+            if count:
+                self._doubts.append((self._block_request, count))
             return
         exc = blocker.exception()
         if exc is not None:
             # Whatever the blocking call raised (redis-py may raise odd errors for a
-            # connection torn down mid-handshake), the worker backs off, never dies.
-            # A claim whose reply was lost leaves its jobs to stalled recovery.
+            # connection torn down mid-handshake), the worker backs off, never dies. A
+            # claim that rode the pop may have run: resend it.
             self._queue_empty = False
             self._warm = False
-            await asyncio.sleep(self.outage.failed(exc))
+            if count and classify(exc) is not Verdict.BROKEN:
+                self._doubts.append((self._block_request, count))
+            await self._sleep_or_wake(self.outage.failed(exc))
             return
-        popped, claimed = blocker.result()
+        popped, claimed, claim_due = blocker.result()
         self._warm = popped is not None  # a timeout: idle, bare pops from now on
         if claimed is not None:
+            if isinstance(claimed, Exception):
+                self._queue_empty = False
+                if classify(claimed) is not Verdict.BROKEN:
+                    self._doubts.append((self._block_request, count))
+                await self._sleep_or_wake(self.outage.failed(claimed))
+                return
             self.outage.ok()
             self._queue_empty = False
             self._claimed(claimed, count)  # short: the queue is empty, block again
             return
-        due = self._next_due
-        if popped is not None or (due is not None and time.monotonic() >= due - _DUE_SLACK_S):
-            # A marker (jobs ready, a delayed job announced, a resume) or a delayed job
-            # due: claim. A plain timeout with nothing due costs no claim: block again.
+        if claim_due:
+            # Another worker's claim awaits its confirmation: if its deadline passes
+            # unconfirmed (that worker froze or died), the claim that hands it back is ours.
+            local = self._redis_to_local(int(float(claim_due[0][1])))
+            if local is not None:
+                self.learn_due(local)
+        if popped is not None:
+            # A marker (jobs ready, a delayed job announced, a resume): claim. A plain
+            # timeout costs no claim: block again.
             self._queue_empty = False
 
-    async def _block(self, timeout_s: float, count: int) -> tuple[Any, Any]:
-        """BZPOPMIN on the marker, and with ``count`` the claim right behind it (same
-        connection, one pipeline: Redis runs it as soon as the pop returns)."""
+    async def _block(self, timeout_s: float, count: int, request_id: str) -> tuple[Any, Any, Any]:
+        """BZPOPMIN on the marker, then, on the same connection (one pipeline: Redis runs
+        it as soon as the pop returns), with ``count`` the claim, else a look at the
+        earliest unconfirmed claim's deadline."""
         w = self.worker
-        marker = [w.keys.marker]
-        if not count:
-            return await self.block_client.bzpopmin(marker, timeout_s), None
         async with self.block_client.pipeline(transaction=False) as pipe:
-            pipe.bzpopmin(marker, timeout_s)
-            await w.store.scripts.move_to_active(
-                self._claim_keys, self._claim_args(count), client=pipe
-            )
-            popped, claimed = await execute(pipe)
-        return popped, claimed
+            pipe.bzpopmin([w.keys.marker], timeout_s)
+            if count:
+                await self._claim(count, request_id, pipe)
+                popped, claimed = await execute(pipe, raise_on_error=False)
+                if isinstance(popped, Exception):
+                    raise popped
+                return popped, claimed, None
+            pipe.zrange(w.keys.claims, 0, 0, withscores=True)
+            popped, claim_due = await execute(pipe)
+        return popped, None, claim_due
 
     async def _hand_off_due(self, delay_s: float) -> None:
-        """Every slot is busy and this worker knows a delayed job falls due: if it is still
-        full then, wake a blocked worker of the queue (it claims, which promotes the job),
-        since the others may not know the due time (a `d` marker wakes one worker)."""
+        """Every slot is busy and this worker knows a due time: if it is still full then,
+        wake a blocked worker of the queue (it claims, which promotes the job), since the
+        others may not know the due time (a `d` marker wakes one worker)."""
         w = self.worker
         await self._sleep_or_wake(max(delay_s, 0.0))
         if w._wake.is_set() or w._closing or self._free() > 0:
@@ -305,9 +350,9 @@ class Exchange:
         try:
             await w.store.client.zadd(w.keys.marker, {"d": 0})
         except REDIS_ERRORS as exc:
-            await asyncio.sleep(self.outage.failed(exc))
+            await self._sleep_or_wake(self.outage.failed(exc))
             return
-        self._next_due = None  # learnt again at this worker's next claim
+        self.learn_due(None, replace=True)  # learnt again at this worker's next claim
 
     async def _sleep_or_wake(self, delay_s: float) -> None:
         w = self.worker
@@ -318,12 +363,17 @@ class Exchange:
     # -- replies ------------------------------------------------------------------
 
     def _claimed(self, result: list[Any], asked: int) -> None:
-        now_ms, _paused, limited_ms, next_due, jobs = result
+        now_ms, _paused, limited_ms, next_due, jobs, ready = result
         mono = time.monotonic()
-        self._next_due = None if int(next_due) < 0 else mono + (int(next_due) - int(now_ms)) / 1000
+        self._clock_ms = int(now_ms) - mono * 1000
+        # The reply knows every due time of the queue: it replaces what this worker knew.
+        self.learn_due(
+            None if int(next_due) < 0 else mono + (int(next_due) - int(now_ms)) / 1000,
+            replace=True,
+        )
         if int(limited_ms) > 0:
             self._limited_until = mono + int(limited_ms) / 1000
-        if len(jobs) < asked:
+        if len(jobs) < asked and not int(ready):
             self._queue_empty = True
         if jobs:
             self._warm = True
@@ -334,50 +384,6 @@ class Exchange:
                 }
                 with tracing.span(f"claim {self.worker.queue_name}", attributes):
                     pass  # marks the claim in the trace; each job's own span follows
+        runner = self.worker._runner
         for raw in jobs:
-            self.worker._runner.start(raw, int(now_ms))
-
-    def _lease_lost(self, f: Finish) -> None:
-        logger.warning(
-            "Job %s of queue %s: %s refused, lease lost (the job was recovered elsewhere)",
-            f.attempt.job.id,
-            self.worker.queue_name,
-            "completion" if f.complete else "failure",
-        )
-
-    def _completed(self, f: Finish, code: int, duration_ms: int) -> None:
-        w = self.worker
-        attempt = f.attempt
-        w._attempts.pop((attempt.job.id, attempt.token), None)
-        if code == 1:
-            logger.info(
-                "Job %s completed in queue %s (%d ms)", attempt.job.id, w.queue_name, duration_ms
-            )
-        elif code == -2:
-            self._lease_lost(f)
-        # 0: this very call already ran (a retried pipeline)
-
-    def _failed(self, f: Finish, result: Any) -> None:
-        w = self.worker
-        attempt = f.attempt
-        job = attempt.job
-        w._attempts.pop((job.id, attempt.token), None)
-        if isinstance(result, int):
-            if result == -2:
-                self._lease_lost(f)
-            return  # 0: this very call already ran (a retried pipeline)
-        if int(result[1]):
-            logger.info(
-                "Job %s failed in queue %s (attempt %d of %d): %s; retrying in %d ms",
-                job.id,
-                w.queue_name,
-                int(result[2]),
-                job.opts.attempts,
-                f.reason,
-                f.delay_ms,
-            )
-            if f.delay_ms > 0:
-                due = time.monotonic() + f.delay_ms / 1000
-                self._next_due = due if self._next_due is None else min(self._next_due, due)
-        else:
-            logger.warning("Job %s failed in queue %s: %s", job.id, w.queue_name, f.reason)
+            runner.start(raw, int(now_ms), mono)

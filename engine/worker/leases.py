@@ -1,16 +1,27 @@
-"""The lease keeper: renews every running job's lease in one script call per interval.
+"""The lease keeper: confirms fresh claims and renews every running job's lease, each in
+one script call for all the jobs concerned.
+
+A claim puts a job in ``active`` for the short claim deadline only
+(``WorkerOptions.claim_timeout_ms``): a worker that freezes right after Redis ran its
+claim then holds the job seconds, not a lease. Jobs still running a third of that
+deadline after their claim get the full lease in one batched call (``confirm``); shorter
+jobs finish first and cost nothing. Then one renewal per ``renew_interval_ms``.
 
 A lease found lost means another worker may now own the job; every later call of that
-attempt is refused by Redis.
+attempt is refused by Redis. Only a token that changed counts: a finish that crossed the
+renewal is not a loss.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import time
 from typing import TYPE_CHECKING
 
-from .cancel import stop_cancelled
+from .attempt import Attempt
+from .cancel import take_cancelled
 from .outage import REDIS_ERRORS, Outage
 
 if TYPE_CHECKING:
@@ -20,7 +31,7 @@ logger = logging.getLogger("engine.worker")
 
 
 class LeaseKeeper:
-    """Renews the leases of a worker's running attempts."""
+    """Confirms and renews the leases of a worker's running attempts."""
 
     def __init__(self, worker: Worker) -> None:
         self.worker = worker
@@ -28,35 +39,85 @@ class LeaseKeeper:
             f"lease keeper of worker {worker.id} (queue {worker.queue_name})",
             worker.options.reconnect_max_s,
         )
+        self.confirm_after_s = worker.options.claim_ms / 3000
+        self._confirm_at: float | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._due = asyncio.Event()
+
+    def claimed(self, claimed_at: float) -> None:
+        """Jobs were claimed at ``claimed_at`` (monotonic s): confirm them then if they
+        still run."""
+        at = claimed_at + self.confirm_after_s
+        if self._confirm_at is not None and self._confirm_at <= at:
+            return
+        self._confirm_at = at
+        if self._timer is not None:
+            self._timer.cancel()
+        loop = asyncio.get_running_loop()
+        self._timer = loop.call_at(loop.time() + max(at - time.monotonic(), 0), self._due.set)
 
     async def run(self) -> None:
         w = self.worker
         interval_s = w.options.renew_ms / 1000
-        k = w.keys
+        next_renewal = time.monotonic() + interval_s
         while True:
-            await asyncio.sleep(interval_s)
-            held = [a for a in w._attempts.values() if not a.lost]
-            if not held:
-                continue
-            pairs: list[str | int] = []
-            for a in held:
-                pairs += [a.job.id, a.token]
-            try:
-                lost = await w.store.scripts.extend_leases(
-                    [k.active], [k.job_prefix, w.options.lease_ms, *pairs]
+            now = time.monotonic()
+            if now < next_renewal:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._due.wait(), next_renewal - now)
+            self._due.clear()
+            if self._timer is not None:
+                self._timer.cancel()
+            self._confirm_at = self._timer = None
+            now = time.monotonic()
+            due, later = self._unconfirmed(now)
+            if now >= next_renewal:
+                next_renewal = now + interval_s
+                held = [a for a in w._attempts.values() if not a.lost]
+            else:
+                held = due
+            if held:
+                await self._extend(held)
+            if later is not None:
+                self.claimed(later - self.confirm_after_s)
+
+    def _unconfirmed(self, now: float) -> tuple[list[Attempt], float | None]:
+        """Unconfirmed attempts still running whose confirmation time has come, and the
+        next such time."""
+        due, later = [], None
+        for a in self.worker._attempts.values():
+            if a.confirmed or a.lost or a.task is None or a.task.done():
+                continue  # a finish confirms (or a lost one is refused) by itself
+            at = a.claimed_at + self.confirm_after_s
+            if at <= now:
+                due.append(a)
+            elif later is None or at < later:
+                later = at
+        return due, later
+
+    async def _extend(self, held: list[Attempt]) -> None:
+        w = self.worker
+        try:
+            lost = await w._calls.extend([(a.job.id, a.token) for a in held], w.options.lease_ms)
+        except REDIS_ERRORS as exc:
+            backoff_s = self.outage.failed(exc)
+            # Retry soon: a claim unconfirmed past its deadline goes back to waiting.
+            if any(not a.confirmed for a in held):
+                self.claimed(time.monotonic() + backoff_s - self.confirm_after_s)
+            return
+        self.outage.ok()
+        lost = take_cancelled(w, lost)  # attempts cancel_job ended: stopped there
+        lost_pairs = {(str(job_id), str(token)) for job_id, token in lost}
+        for a in held:
+            if (a.job.id, a.token) not in lost_pairs:
+                a.confirmed = True
+        for job_id, token in lost_pairs:
+            attempt = w._attempts.get((job_id, token))
+            if attempt is not None and not attempt.lost:
+                attempt.lost = True
+                w._lease_losses += 1
+                logger.warning(
+                    "Lease lost on job %s of queue %s; its outcome will be refused",
+                    attempt.job.id,
+                    w.queue_name,
                 )
-            except REDIS_ERRORS as exc:
-                self.outage.failed(exc)
-                continue
-            self.outage.ok()
-            for job_id, token, cancelled in lost:
-                attempt = w._attempts.get((job_id, token))
-                if attempt is not None and int(cancelled):
-                    stop_cancelled(w, attempt, "seen at lease renewal")
-                elif attempt is not None and not attempt.lost:
-                    attempt.lost = True
-                    logger.warning(
-                        "Lease lost on job %s of queue %s; its outcome will be refused",
-                        attempt.job.id,
-                        w.queue_name,
-                    )

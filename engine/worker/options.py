@@ -31,7 +31,9 @@ class RateLimit:
 class WorkerOptions:
     """How a worker runs. Durations carry their unit; ``renew_interval_ms`` defaults to a
     third of the lease. ``backoff_strategy(attempts_made, error, job) -> delay_ms`` serves
-    jobs whose backoff type is ``custom``."""
+    jobs whose backoff type is ``custom``. ``claim_timeout_ms`` (default 5 s, at most the
+    lease) bounds how long a job claimed but not yet confirmed running (the worker froze
+    or died right after Redis ran its claim) stays out of play."""
 
     concurrency: int = 1
     lease_ms: int = 30_000
@@ -48,6 +50,7 @@ class WorkerOptions:
     reconnect_max_s: float = 5.0
     retention_batch: int = 1000
     promote_batch: int = 1000
+    claim_timeout_ms: int | None = None
 
     def __post_init__(self) -> None:
         ints = (
@@ -57,8 +60,10 @@ class WorkerOptions:
             ("max_stalled_count", self.max_stalled_count, 0, 1000),
             ("fetch_batch", self.fetch_batch, 1, 10_000),
             ("max_stack_traces", self.max_stack_traces, 1, 1000),
-            ("retention_batch", self.retention_batch, 1, 100_000),
-            ("promote_batch", self.promote_batch, 1, 100_000),
+            # Scripts slice their commands (Lua's unpack fails past ~8000 values), but a
+            # call's run time grows with its batch: these bound it.
+            ("retention_batch", self.retention_batch, 1, 10_000),
+            ("promote_batch", self.promote_batch, 1, 10_000),
         )
         for name, value, lo, hi in ints:
             if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
@@ -70,6 +75,16 @@ class WorkerOptions:
             # Renewing at most every half lease leaves one missed renewal of slack.
             raise ValueError(
                 f"renew_interval_ms ({renew}) must be at most half of lease_ms ({self.lease_ms})"
+            )
+        claim = self.claim_timeout_ms
+        if claim is not None and (
+            isinstance(claim, bool)
+            or not isinstance(claim, int)
+            or not 30 <= claim <= self.lease_ms
+        ):
+            raise ValueError(
+                f"claim_timeout_ms must be an integer between 30 and lease_ms ({self.lease_ms}), "
+                f"got {claim!r}"
             )
         for name, fvalue in (
             ("block_timeout_s", self.block_timeout_s),
@@ -87,6 +102,11 @@ class WorkerOptions:
             raise ValueError("backoff_strategy must be callable")
         if self.rate_limit is not None and not isinstance(self.rate_limit, RateLimit):
             raise ValueError("rate_limit must be a RateLimit(max, duration_ms)")
+
+    @property
+    def claim_ms(self) -> int:
+        """The claim deadline in force: ``claim_timeout_ms``, or 5 s capped by the lease."""
+        return min(5000, self.lease_ms) if self.claim_timeout_ms is None else self.claim_timeout_ms
 
     @property
     def renew_ms(self) -> int:

@@ -7,14 +7,72 @@ and never flap because another task succeeded meanwhile.
 
 from __future__ import annotations
 
+import enum
 import logging
 import random
 
-from redis.exceptions import ReadOnlyError, RedisError, ResponseError
+from redis import exceptions as rx
 
 logger = logging.getLogger("engine.worker")
 
-REDIS_ERRORS = (RedisError, OSError)
+REDIS_ERRORS = (rx.RedisError, OSError)
+
+
+class Verdict(enum.Enum):
+    """What a Redis error says about the call that got it."""
+
+    UNKNOWN = "unknown"  # connection lost or timed out: it may have been applied; resend
+    REFUSED = "refused"  # Redis refused it before running it: not applied; back off, resend
+    BROKEN = "broken"  # a script error or bad data: resending the same call will not help
+
+
+# Error codes Redis answers before a command (or a script, before its first write) runs.
+_REFUSALS = frozenset(
+    {
+        "OOM",
+        "NOREPLICAS",
+        "BUSY",
+        "TRYAGAIN",
+        "CLUSTERDOWN",
+        "MASTERDOWN",
+        "LOADING",
+        "READONLY",
+        "MOVED",
+        "ASK",
+        "MISCONF",
+        "NOSCRIPT",
+        "NOTBUSY",
+        "UNBLOCKED",
+    }
+)
+_REFUSAL_CLASSES = (
+    rx.BusyLoadingError,  # before ConnectionError: LOADING is a refusal
+    rx.ReadOnlyError,
+    rx.OutOfMemoryError,
+    rx.TryAgainError,
+    rx.ClusterDownError,
+    rx.MasterDownError,
+    rx.MovedError,
+    rx.AskError,
+    rx.NoScriptError,
+    rx.SlotNotCoveredError,
+)
+
+
+def classify(exc: BaseException) -> Verdict:
+    """The one place a Redis error is judged (see docs/ARCHITECTURE.md, "Resend rule")."""
+    if isinstance(exc, _REFUSAL_CLASSES):
+        return Verdict.REFUSED
+    if isinstance(exc, rx.ConnectionError | rx.TimeoutError | OSError | TimeoutError):
+        return Verdict.UNKNOWN
+    if isinstance(exc, rx.ResponseError):
+        code = str(exc).split(" ", 1)[0]
+        return Verdict.REFUSED if code in _REFUSALS else Verdict.BROKEN
+    if isinstance(exc, rx.RedisError):
+        # redis-py's own errors (a connection torn down mid-reply, a cluster client with
+        # no node for the slot): nothing says the call did not run.
+        return Verdict.UNKNOWN
+    return Verdict.BROKEN
 
 
 class Outage:
@@ -30,8 +88,11 @@ class Outage:
         """Record a failure; returns how long to wait before trying again (s)."""
         if not self.down:
             self.down = True
-            if isinstance(exc, ResponseError) and not isinstance(exc, ReadOnlyError):
+            verdict = classify(exc)
+            if verdict is Verdict.BROKEN:
                 logger.error("Redis error in %s: %r; retrying with backoff", self.what, exc)
+            elif verdict is Verdict.REFUSED:
+                logger.warning("Redis refused %s (%s); retrying with backoff", self.what, exc)
             else:
                 logger.warning(
                     "Redis unavailable for %s (%s); retrying with backoff", self.what, exc

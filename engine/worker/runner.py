@@ -90,17 +90,22 @@ class JobRunner:
             state=JobState.ACTIVE,
         )
 
-    def start(self, raw: list[Any], now_ms: int) -> None:
-        """Start one job of a claim reply (see move_to_active's Returns). A job whose
-        stored fields cannot be read fails alone, for good, without running."""
+    def start(self, raw: list[Any], now_ms: int, claimed_at: float) -> None:
+        """Start one job of a claim reply (see move_to_active's Returns) received at
+        ``claimed_at`` (monotonic s). A job whose stored fields cannot be read fails
+        alone, for good, without running."""
         w = self.worker
         job_id, token = raw[0], raw[1]
+        w._leases.claimed(claimed_at)
         try:
             job = self._job(raw, now_ms)
         except UnreadableJob as exc:
             self._poisoned(job_id, token, exc, now_ms)
             return
-        attempt = Attempt(w, job, token)
+        except Exception as exc:  # a reply this version cannot read: that job alone fails
+            self._poisoned(job_id, token, UnreadableJob("reply", repr(exc)), now_ms)
+            return
+        attempt = Attempt(w, job, token, claimed_at=claimed_at)
         job._runtime = attempt
         w._attempts[(job_id, token)] = attempt
         w._busy += 1

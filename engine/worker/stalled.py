@@ -7,6 +7,7 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING
 
+from ..options import DEFAULT_KEEP_FAILED
 from .outage import REDIS_ERRORS, Outage
 
 if TYPE_CHECKING:
@@ -31,19 +32,14 @@ class StalledRecovery:
     async def run(self) -> None:
         w = self.worker
         o = w.options
-        k = w.keys
-        keys = [k.active, k.wait, k.failed, k.events, k.marker, k.stalled_check]
         while True:
             try:
-                requeued, failed = await w.store.scripts.recover_stalled(
-                    keys,
-                    [
-                        k.job_prefix,
-                        o.max_stalled_count,
-                        STALLED_BATCH,
-                        w.store.max_events,
-                        o.stalled_interval_ms,
-                    ],
+                requeued, failed, reclaimed = await w._calls.recover(
+                    max_stalled=o.max_stalled_count,
+                    batch=STALLED_BATCH,
+                    guard_ms=o.stalled_interval_ms,
+                    default_keep_failed=DEFAULT_KEEP_FAILED,
+                    retention_batch=o.retention_batch,
                 )
             except REDIS_ERRORS as exc:
                 self.outage.failed(exc)
@@ -56,6 +52,13 @@ class StalledRecovery:
                 for job_id in failed:
                     logger.warning(
                         "Job %s stalled in queue %s; failed: stalled more than allowable limit",
+                        job_id,
+                        w.queue_name,
+                    )
+                for job_id in reclaimed:
+                    logger.warning(
+                        "Job %s of queue %s was claimed but never confirmed running (its "
+                        "worker froze or died); moved back to waiting",
                         job_id,
                         w.queue_name,
                     )

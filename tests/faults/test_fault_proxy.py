@@ -169,11 +169,11 @@ async def test_rules_match_engine_scripts_by_name_key_and_occurrence(proxy, redi
         with pytest.raises(OutOfMemoryError):
             await queue.retry_job("nope")  # retry_job's keys include `failed`
         with pytest.raises(OutOfMemoryError):
-            await queue.clean("failed", 0)
+            await queue.promote_job("nope")  # so do promote_job's (it names the state)
         assert [j.data for j in await queue.get_jobs("waiting", 0, 9)] == [0, 1, 3]
     finally:
         await manager.close_all()
-    assert [r.command.split()[-1] for r in proxy.log] == ["add_job", "retry_job", "clean_jobs"]
+    assert [r.command.split()[-1] for r in proxy.log] == ["add_job", "retry_job", "promote_job"]
 
 
 async def test_random_faults_replay_from_their_seed(redis_server):

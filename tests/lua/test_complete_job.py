@@ -1,28 +1,18 @@
-"""complete_job-3.lua: token check, idempotent retry and retention."""
+"""complete_job-4+.lua: token check, idempotent resend and retention."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from engine import Queue, QueueManager
+from tests.lua.worker_calls import calls, claim
 
 
-async def claim(q: Queue, count: int = 10, worker: str = "w1") -> list[Any]:
-    k = q.keys
-    result = await q.store.scripts.move_to_active(
-        [k.meta, k.wait, k.delayed, k.active, k.events, k.marker, k.limiter],
-        [k.job_prefix, worker, count, 30_000, 1000, 0, 1000, 1000],
-    )
-    return list(result[4])
-
-
-def complete_many(q: Queue, jobs: list[tuple[str, str, str, int, int]]) -> Any:
+def complete_many(
+    q: Queue, jobs: list[tuple[str, str, str, int, int]], retention_batch: int = 1000
+) -> Any:
     """One call finishing ``jobs``: (id, token, return value, keep, age ms) each."""
-    k = q.keys
-    args: list[str | int] = [k.job_prefix, 1000, 1000]
-    for job in jobs:
-        args += job
-    return q.store.scripts.complete_job([k.active, k.completed, k.events], args)
+    return calls(q).complete(jobs, retention_batch)
 
 
 async def complete(
@@ -96,6 +86,23 @@ async def test_complete_with_keep_zero_removes_the_job_and_its_logs(manager: Que
     assert await manager.client.zcard(q.keys.completed) == 0
 
 
+async def test_keep_zero_removes_that_job_only_as_bull_does(manager: QueueManager) -> None:
+    q = manager.create_queue("q")
+    c = manager.client
+    for i in range(3):
+        await q.add(i)
+    jobs = await claim(q)
+    await complete(q, jobs[0][0], jobs[0][1], keep=1000)
+    await complete(q, jobs[1][0], jobs[1][1], keep=1000)
+    await complete(q, jobs[2][0], jobs[2][1], rv='"r3"', keep=0)  # removeOnComplete: true
+    assert await c.zrange(q.keys.completed, 0, -1) == ["1", "2"]
+    assert await c.exists(q.keys.job("1"), q.keys.job("2")) == 2
+    assert await c.exists(q.keys.job("3")) == 0
+    # Its event still says how it ended (a waiter has no hash left to read).
+    event = (await q.events(1))[0]
+    assert (event["event"], event["jobId"], event["returnvalue"]) == ("completed", "3", '"r3"')
+
+
 async def test_complete_drops_jobs_older_than_the_age_limit(manager: QueueManager) -> None:
     q = manager.create_queue("q")
     c = manager.client
@@ -161,9 +168,6 @@ async def test_retention_of_a_call_is_bounded_by_its_batch(manager: QueueManager
     await q.add(1)
     (job,) = await claim(q)
     await c.zadd(q.keys.completed, {f"old{i}": i for i in range(5)})
-    k = q.keys
-    await q.store.scripts.complete_job(
-        [k.active, k.completed, k.events], [k.job_prefix, 1000, 2, "1", job[1], "1", 0, -1]
-    )
+    await complete_many(q, [("1", job[1], "1", 1, -1)], retention_batch=2)
     # At most 2 removed per call: the oldest go first.
     assert await c.zrange(q.keys.completed, 0, -1) == ["old2", "old3", "old4", "1"]

@@ -1,4 +1,4 @@
-"""fail_job-7.lua: retry to delayed / wait, final failure, stack cap, retention, token check."""
+"""fail_job-10.lua: retry to delayed / wait, final failure, stack cap, retention, token check."""
 
 from __future__ import annotations
 
@@ -6,15 +6,7 @@ import json
 from typing import Any
 
 from engine import Queue, QueueManager
-
-
-async def claim(q: Queue, worker: str = "w1") -> list[Any]:
-    k = q.keys
-    result = await q.store.scripts.move_to_active(
-        [k.meta, k.wait, k.delayed, k.active, k.events, k.marker, k.limiter],
-        [k.job_prefix, worker, 10, 30_000, 1000, 0, 1000, 1000],
-    )
-    return list(result[4])
+from tests.lua.worker_calls import calls, claim
 
 
 def fail(
@@ -28,9 +20,8 @@ def fail(
     age_ms: int = -1,
 ) -> Any:
     k = q.keys
-    return q.store.scripts.fail_job(
-        [k.active, k.wait, k.delayed, k.failed, k.meta, k.events, k.marker],
-        [k.job_prefix, job_id, token, "boom", stack, max_stack, delay, keep, age_ms, 1000, 1000],
+    return calls(q).fail(
+        [k.job_prefix, job_id, token, "boom", stack, max_stack, delay, keep, age_ms, 1000, 1000]
     )
 
 

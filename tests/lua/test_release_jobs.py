@@ -1,19 +1,9 @@
-"""release_jobs-4.lua: a closing worker hands its unfinished jobs back at once."""
+"""release_jobs-6+.lua: a closing worker hands its unfinished jobs back at once."""
 
 from __future__ import annotations
 
-from typing import Any
-
-from engine import Queue, QueueManager
-
-
-async def claim(q: Queue) -> list[Any]:
-    k = q.keys
-    result = await q.store.scripts.move_to_active(
-        [k.meta, k.wait, k.delayed, k.active, k.events, k.marker, k.limiter],
-        [k.job_prefix, "w1", 10, 30_000, 1000, 0, 1000, 1000],
-    )
-    return list(result[4])
+from engine import QueueManager
+from tests.lua.worker_calls import calls, claim
 
 
 async def test_release_returns_held_jobs_to_wait_and_refuses_stale_tokens(
@@ -25,11 +15,12 @@ async def test_release_returns_held_jobs_to_wait_and_refuses_stale_tokens(
     await q.add(2)
     jobs = await claim(q)
     k = q.keys
-    released = await q.store.scripts.release_jobs(
-        [k.active, k.wait, k.events, k.marker],
-        [k.job_prefix, 1000, "1", jobs[0][1], "2", "stale:1"],
-    )
+    released = await calls(q).release([("1", jobs[0][1]), ("2", "stale:1")])
     assert released == ["1"]
+    # Sent again (a lost reply): nothing more happens, no second event.
+    events = len(await q.events(100))
+    assert await calls(q).release([("1", jobs[0][1]), ("2", "stale:1")]) == []
+    assert len(await q.events(100)) == events
     assert await c.lrange(k.wait, 0, -1) == ["1"]
     assert await c.zscore(k.active, "2") is not None
     h = await c.hgetall(k.job("1"))

@@ -1,26 +1,15 @@
-"""update_progress-2.lua: progress of a running job, token-checked."""
+"""update_progress-3.lua: progress of a running job, token-checked, resend-safe."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from engine import Queue, QueueManager
-
-
-async def claim(q: Queue) -> list[Any]:
-    k = q.keys
-    result = await q.store.scripts.move_to_active(
-        [k.meta, k.wait, k.delayed, k.active, k.events, k.marker, k.limiter],
-        [k.job_prefix, "w1", 10, 30_000, 1000, 0, 1000, 1000],
-    )
-    return list(result[4])
+from tests.lua.worker_calls import calls, claim
 
 
 def progress(q: Queue, token: str, value: str) -> Any:
-    k = q.keys
-    return q.store.scripts.update_progress(
-        [k.active, k.events], [k.job_prefix, "1", token, value, 1000]
-    )
+    return calls(q).progress("1", token, value)
 
 
 async def test_progress_is_stored_and_announced(manager: QueueManager) -> None:
@@ -32,6 +21,9 @@ async def test_progress_is_stored_and_announced(manager: QueueManager) -> None:
     assert got is not None and got.progress == 42
     event = (await q.events(1))[0]
     assert event["event"] == "progress" and event["progress"] == "42"
+    # The same value again (a resend): no second event.
+    assert await progress(q, job[1], "42") == 0
+    assert [e["event"] for e in await q.events(100)].count("progress") == 1
 
 
 async def test_progress_with_a_stale_token_is_refused(manager: QueueManager) -> None:

@@ -23,16 +23,12 @@ async def get_job(request: web.Request) -> web.Response:
 
 async def act_on_job(queue: Queue, job_id: str, action: str, actor: str) -> None:
     """Retry, promote or remove; a refusal is an ``ApiError`` 409 naming the state the job
-    is in (read after the refusal) or a 404 if it is gone."""
+    is in (as the refusing script saw it)."""
     method = {"retry": queue.retry_job, "promote": queue.promote_job, "remove": queue.remove_job}
     try:
         await method[action](job_id, actor)
-    except InvalidJobState:
-        job = await queue.get_job(job_id)
-        if job is None:
-            raise ApiError(404, f"job {job_id!r} not found in queue {queue.name!r}") from None
-        state = job.state.value if job.state is not None else None
-        raise ApiError(409, state_conflict(job_id, action, state)) from None
+    except InvalidJobState as exc:
+        raise ApiError(409, state_conflict(job_id, action, exc.state or None)) from None
 
 
 async def _action(request: web.Request, action: str) -> web.Response:
