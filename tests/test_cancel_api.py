@@ -1,16 +1,20 @@
 """POST /api/queues/{name}/jobs/{id}/cancel over real HTTP: admin only, audited with the
-token's subject, 404 for an unknown job, 409 naming the state of a finished one."""
+token's subject, 404 for an unknown job, 409 naming the state of a finished one; and the
+dashboard's cancel action behind its CSRF check."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
 
+import aiohttp
 import pytest
 from test_api_helpers import Api, register_seed_queues, serve
+from test_dashboard_auth import basic
 
 from engine import Job, JobState, QueueManager
 from tests.helpers import wait_for
+from tests.monitoring import PASSWORD, serve_dashboard
 
 
 @pytest.fixture
@@ -99,3 +103,26 @@ async def test_cancel_of_a_running_job_stops_its_handler(api: Api) -> None:
 
 async def _free(manager: QueueManager) -> bool:
     return all(w.running == 0 for w in manager.workers)
+
+
+async def test_the_dashboard_cancel_needs_its_csrf_token_and_answers_409_once_done(
+    manager: QueueManager,
+) -> None:
+    q = manager.create_queue("q")
+    job = await q.add({})
+    admin = basic("admin", PASSWORD)
+    async with serve_dashboard(manager) as base, aiohttp.ClientSession() as s:
+        url = f"{base}/admin/queues/api/queues/q/jobs/{job.id}/cancel"
+        async with s.post(url, headers=admin) as r:
+            assert r.status == 403  # no CSRF token
+        got = await q.get_job(job.id)
+        assert got is not None and got.state is JobState.WAITING
+        async with s.get(base + "/admin/queues/api/session", headers=admin) as r:
+            csrf = (await r.json())["csrf"]
+        headers = {**admin, "X-CSRF-Token": csrf}
+        async with s.post(url, headers=headers) as r:
+            assert r.status == 200 and (await r.json())["action"] == "cancel"
+        async with s.post(url, headers=headers) as r:
+            assert r.status == 409 and "is failed" in (await r.json())["error"]
+    got = await q.get_job(job.id)
+    assert got is not None and got.failed_reason == "cancelled by admin"

@@ -22,9 +22,14 @@ async def get_job(request: web.Request) -> web.Response:
 
 
 async def act_on_job(queue: Queue, job_id: str, action: str, actor: str) -> None:
-    """Retry, promote or remove; a refusal is an ``ApiError`` 409 naming the state the job
-    is in (as the refusing script saw it)."""
-    method = {"retry": queue.retry_job, "promote": queue.promote_job, "remove": queue.remove_job}
+    """Retry, promote, remove or cancel; a refusal is an ``ApiError`` 409 naming the state
+    the job is in (as the refusing script saw it)."""
+    method = {
+        "retry": queue.retry_job,
+        "promote": queue.promote_job,
+        "remove": queue.remove_job,
+        "cancel": queue.cancel_job,
+    }
     try:
         await method[action](job_id, actor)
     except InvalidJobState as exc:
