@@ -144,6 +144,12 @@ class QueueKeys:
         return self._k("lease")
 
     @property
+    def cancel_channel(self) -> str:
+        """Pub/sub channel (not a key) on which ``cancel_job`` announces the cancel of a
+        running job to the worker holding it (``engine/worker/cancel.py``)."""
+        return self._k("cancel")
+
+    @property
     def job_prefix(self) -> str:
         """Prefix of job hashes; scripts append the id (same slot by construction)."""
         return self._k("job:")

@@ -426,5 +426,14 @@ class Queue(QueueReads):
         state = await self._job_admin(self.store.scripts.remove_job, keys, job_id, actor)
         logger.info("Job %s (%s) removed from queue %s", job_id, state, self.name)
 
+    async def cancel_job(self, job_id: str, actor: str = "") -> JobState:
+        """Fail a job that has not finished, at once and for good (reason ``cancelled by
+        <actor>``); a running job's handler is stopped wherever it runs. Returns the state
+        it was in. ``JobNotFound``, or ``JobNotCancellable`` for a finished job. See
+        ``engine/cancel.py``."""
+        from .cancel import cancel_job
+
+        return await cancel_job(self, job_id, actor)
+
 
 __all__ = ["MAX_PAGE", "BulkJob", "JobNotFound", "Queue", "QueueStats"]

@@ -215,6 +215,22 @@ OPERATIONS: dict[str, tuple[str, list[dict[str, Any]], dict[str, Any] | None, di
     "retry_job": ("Move a failed job back to waiting", [_NAME, _JOB_ID], _body({}), _JOB_MSG),
     "promote_job": ("Move a delayed job to waiting now", [_NAME, _JOB_ID], _body({}), _JOB_MSG),
     "remove_job": ("Delete a job that is not active", [_NAME, _JOB_ID], None, _JOB_MSG),
+    "cancel_job": (
+        "Cancel a waiting, delayed or active job: it fails at once, never retried (reason "
+        "'cancelled by <sub>'); an active job's handler is stopped on the instance running "
+        "it. 409 names the state of a finished job",
+        [_NAME, _JOB_ID],
+        _body({}),
+        _ok(
+            {
+                "message": {"type": "string"},
+                "queue": {"type": "string"},
+                "jobId": {"type": "string"},
+                "state": {"const": "failed"},
+                "was": {"enum": ["waiting", "delayed", "active"]},
+            }
+        ),
+    ),
     "events": (
         "Recent lifecycle and audit events of a queue, newest first",
         [

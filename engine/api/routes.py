@@ -29,6 +29,7 @@ ROUTES: tuple[Route, ...] = (
         "POST", "/api/queues/{name}/jobs/{job_id}/promote", jobs.promote_job, "promote_job", ADMIN
     ),
     Route("DELETE", "/api/queues/{name}/jobs/{job_id}", jobs.remove_job, "remove_job", ADMIN),
+    Route("POST", "/api/queues/{name}/jobs/{job_id}/cancel", jobs.cancel_job, "cancel_job", ADMIN),
     Route("GET", "/api/queues/{name}/events", queues.events, "events", READ),
     Route("GET", "/api/queues/{name}/consistency", consistency.check, "consistency", ADMIN),
     Route("POST", "/api/queues/{name}/pause", queues.pause, "pause", ADMIN),
