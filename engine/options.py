@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
+from .dedup import Deduplication
 from .keys import validate_job_id
 
 logger = logging.getLogger("engine.options")
@@ -30,6 +31,8 @@ _ALIASES = {
     "jobId": "job_id",
     "removeOnComplete": "remove_on_complete",
     "removeOnFail": "remove_on_fail",
+    # BullMQ's deprecated name for `deduplication`, with the same meaning there.
+    "debounce": "deduplication",
 }
 # Options of Bull / BullMQ this engine does not implement, and which change nothing a
 # consumer relies on (ordering hints, log and trace limits, bookkeeping): accepted and
@@ -55,8 +58,6 @@ BULL_REFUSED = {
     "repeat": "use a schedule ([[schedules]] in engine.toml, or Queue.upsert_schedule)",
     "repeatJobKey": "use a schedule",
     "parent": "job flows are not supported",
-    "deduplication": "use a fixed jobId",
-    "debounce": "use a fixed jobId",
 }
 _warned: set[str] = set()
 
@@ -79,6 +80,7 @@ _FIELDS = (
     "remove_on_complete",
     "remove_on_fail",
     "telemetry",
+    "deduplication",
 )
 
 
@@ -241,6 +243,7 @@ class JobOptions:
     )
     remove_on_fail: Retention = field(default_factory=lambda: Retention(count=DEFAULT_KEEP_FAILED))
     telemetry: Telemetry | None = None
+    deduplication: Deduplication | None = None  # engine/dedup.py
 
     @classmethod
     def parse(
@@ -306,6 +309,8 @@ class JobOptions:
             out["removeOnFail"] = self.remove_on_fail.to_json()
         if self.telemetry is not None and self.telemetry.to_json():
             out["telemetry"] = self.telemetry.to_json()
+        if self.deduplication is not None:
+            out["deduplication"] = self.deduplication.to_json()
         return out
 
     @classmethod
@@ -332,4 +337,6 @@ def _parse_field(key: str, raw: Any) -> Any:
         return None if raw is None else _int("timeout", raw, 1, MAX_TIMEOUT_MS)
     if key == "telemetry":
         return None if raw is None else Telemetry.parse(raw)
+    if key == "deduplication":
+        return None if raw is None else Deduplication.parse(raw)
     return Retention.parse(key, raw)
