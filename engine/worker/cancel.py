@@ -57,7 +57,8 @@ def stop_cancelled(worker: Worker, attempt: Attempt, how: str) -> None:
         attempt.call.interrupt()
     if attempt.task is not None and not attempt.task.done():
         attempt.task.cancel()
-    logger.warning(
+    logger.log(
+        logging.WARNING if kind == "thread" else logging.INFO,
         "Job %s of queue %s cancelled (%s): its %s handler is stopped%s",
         attempt.job.id,
         worker.queue_name,
