@@ -158,6 +158,7 @@ class Scripts:
         self.release_lease = self._load("release_lease")
         self.upsert_schedule = self._load("upsert_schedule")
         self.fire_schedule = self._load("fire_schedule")
+        self.run_schedule = self._load("run_schedule")
         self.move_to_active = self._load("move_to_active")
         self.complete_job = self._load("complete_job")
         self.fail_job = self._load("fail_job")

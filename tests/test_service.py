@@ -394,7 +394,10 @@ async def test_make_run_default_path_starts_a_private_redis_under_the_relative_d
         await wait_for(healthy, timeout_s=60)
         assert (tmp_path / "var" / "redis" / "appendonlydir").is_dir()  # AOF in ./var/redis
         proc.proc.send_signal(signal.SIGTERM)
-        assert await proc.wait_exit() == 0
+        try:
+            assert await proc.wait_exit() == 0
+        except TimeoutError:
+            raise AssertionError(f"no exit after SIGTERM:\n{proc.log.read_text()}") from None
     assert "started a private redis-server" in proc.log.read_text()
 
 

@@ -439,9 +439,16 @@ async def schedules(request: web.Request) -> web.Response:
                 continue
             raw = await q.store.client.hget(q.keys.schedule(name), "def")
             upcoming: list[int] = []
-            if raw and state.next_fire_ms is not None:
-                sched = Schedule.from_dict(orjson.loads(raw)["schedule"])
-                upcoming = [state.next_fire_ms, *preview(sched, state.next_fire_ms, NEXT_FIRES - 1)]
+            if raw and state.next_fire_ms is not None and state.set_aside is None:
+                try:
+                    sched = Schedule.from_dict(orjson.loads(raw)["schedule"])
+                except (ValueError, KeyError, TypeError):
+                    sched = None  # unreadable here: shown with its `setAside` reason
+                if sched is not None:
+                    upcoming = [
+                        state.next_fire_ms,
+                        *preview(sched, state.next_fire_ms, NEXT_FIRES - 1),
+                    ]
             out.append({**state.to_dict(), "nextFires": upcoming})
     return _reply({"schedules": out})
 
