@@ -109,7 +109,8 @@ async def init_scheduler(
     d = sc.definition
     m.create_queue(d.queue, d.options)
     result = await upsert_schedule(m.store, d)
-    m.start_scheduler(d.queue, cfg.lease)
+    # Kept registered from now on: a schedule lost with Redis's data comes back.
+    m.start_scheduler(d.queue, cfg.lease).declare(d, result.stored_at_ms)
     processor = sc.load_processor()
     running = _workers.setdefault(m, set())
     if worker and processor is not None and d.queue not in running:
@@ -139,11 +140,18 @@ async def init_all_schedulers(
     return results
 
 
-async def run_now(name: str, manager: QueueManager | None = None, actor: str = "") -> Job:
-    """An out-of-band run of schedule ``name``; its next fire time does not move."""
+async def run_now(
+    name: str,
+    manager: QueueManager | None = None,
+    actor: str = "",
+    idempotency_key: str | None = None,
+) -> Job:
+    """An out-of-band run of schedule ``name``; its next fire time does not move. With
+    ``idempotency_key``, a retry with the same key returns the first job."""
     m = _manager(manager)
     d = _schedule_config(name, None).definition
-    return await run_schedule_now(m.create_queue(d.queue), name, actor)
+    queue = m.create_queue(d.queue)
+    return await run_schedule_now(queue, name, actor, idempotency_key=idempotency_key)
 
 
 async def get_stats(name: str, manager: QueueManager | None = None) -> QueueStats:

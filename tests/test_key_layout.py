@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 import redis.asyncio as aioredis
 from test_api_helpers import register_seed_queues, serve
@@ -14,14 +12,10 @@ from engine.scheduler import remove_schedule
 from tests.lua.worker_calls import calls, claim
 
 
-async def _claim(q: Queue) -> list[Any]:
-    return await claim(q)
-
-
 async def _job_x_with_logs(q: Queue, client: aioredis.Redis) -> None:
     """Job `x` ran, wrote two log lines and completed (moved by hand, as a worker would)."""
     await q.add({"v": "x"}, {"jobId": "x"})
-    ((job_id, token, *_),) = await _claim(q)
+    ((job_id, token, *_),) = await claim(q)
     assert job_id == "x"
     for seq, line in enumerate(("one", "two"), start=1):
         assert await calls(q).log("x", token, line, seq) >= 1
