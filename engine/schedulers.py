@@ -151,7 +151,14 @@ async def run_now(
     m = _manager(manager)
     d = _schedule_config(name, None).definition
     queue = m.create_queue(d.queue)
-    return await run_schedule_now(queue, name, actor, idempotency_key=idempotency_key)
+    try:
+        return await run_schedule_now(queue, name, actor, idempotency_key=idempotency_key)
+    except ScheduleNotFound:
+        # Declared here but not (or no longer) in Redis: the service is still starting, or
+        # Redis lost its data. Registering it is idempotent and never moves the next fire
+        # of a schedule another instance registered meanwhile.
+        await upsert_schedule(m.store, d)
+        return await run_schedule_now(queue, name, actor, idempotency_key=idempotency_key)
 
 
 async def get_stats(name: str, manager: QueueManager | None = None) -> QueueStats:
