@@ -16,10 +16,10 @@ from typing import Any
 from .config import EngineConfig, ScheduleConfig, load_config
 from .cron import parse_schedule
 from .errors import ScheduleNotFound
-from .job import Job
+from .job import Job, JobState
 from .lock import LeaseConfig
 from .manager import QueueManager
-from .options import JobOptions
+from .options import JobOptions, Repeat
 from .processors import ProcessorContext, bind
 from .queue import QueueStats
 from .scheduler import (
@@ -236,6 +236,7 @@ __all__ = [
     "AYT",
     "SERPRAM",
     "ScheduleIsDeclared",
+    "add_repeatable",
     "get_ayt_stats",
     "get_serpram_stats",
     "get_state",
@@ -344,3 +345,31 @@ async def list_all(manager: QueueManager | None = None) -> list[ScheduleState]:
             except ScheduleNotFound:
                 continue  # removed meanwhile
     return out
+
+
+async def add_repeatable(
+    manager: QueueManager,
+    queue: str,
+    data: Any,
+    opts: Mapping[str, Any],
+    name: str | None = None,
+) -> Job:
+    """``add_job(queue, data, {"jobId": ..., "repeat": {...}})``: the schedule ``jobId`` of
+    ``queue`` (the remaining options are its job's), upserted; returns the job its next fire
+    will enqueue."""
+    rest = {k: v for k, v in opts.items() if k not in ("repeat", "jobId", "job_id")}
+    schedule_name = opts.get("jobId", opts.get("job_id"))
+    if not isinstance(schedule_name, str):
+        raise ValueError("jobId is required with repeat: it names the schedule")
+    repeat = Repeat.parse(opts["repeat"])
+    manager.get_queue(queue)  # registered queues only, as add_job
+    result = await upsert(
+        schedule_name, queue=queue, cron=repeat.cron, every_ms=repeat.every_ms,
+        timezone=repeat.tz, start_ms=repeat.start_ms, end_ms=repeat.end_ms, data=data,
+        options=rest, job_name=name or "", manager=manager,
+    )  # fmt: skip
+    nxt = result.next_fire_ms or 0
+    return Job(
+        id=f"{schedule_name}:{nxt}", queue=queue, name=name or schedule_name, data=data,
+        opts=JobOptions.parse(rest), timestamp=nxt, state=JobState.DELAYED,
+    )  # fmt: skip

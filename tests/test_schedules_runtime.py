@@ -109,3 +109,57 @@ async def test_rest_pause_resume_run_and_delete_one_schedule(manager):
              if f.get("schedule") == "report" and f.get("by")]  # fmt: skip
     assert audit == [("paused", "tester"), ("resumed", "tester"), ("manual", "tester"),
                      ("removed", "tester")]  # fmt: skip
+
+
+# -- #14 item 2: the seed's `repeat` option -------------------------------------------------
+
+
+async def test_three_instances_adding_a_repeat_job_at_boot_make_one_schedule(redis_server, prefix):
+    managers = [QueueManager(redis_server.url, prefix=prefix) for _ in range(3)]
+    for m in managers:
+        m.create_queue("serpram-sync")
+    opts = {"jobId": "serpram-recurring", "repeat": {"every": 100}, "attempts": 3}
+    try:
+        jobs = await asyncio.gather(*(
+            m.add_job("serpram-sync", {"source": "seed"}, opts) for m in managers
+        ))  # fmt: skip
+        assert len({j.id for j in jobs}) == 1 and jobs[0].id.startswith("serpram-recurring:")
+        m = managers[0]
+        k = m.store.keys("serpram-sync")
+        assert await m.client.zrange(k.schedules, 0, -1) == ["serpram-recurring"]
+        await wait_for(lambda: _fired(m, "serpram-sync", "serpram-recurring", 8), timeout_s=10)
+        ticks = [t for t, kind in await ledger(m, "serpram-sync", "serpram-recurring")
+                 if kind == "fired"]  # fmt: skip
+        assert ticks == list(range(ticks[0], ticks[-1] + 1, 100))
+        fired = await m.get_job("serpram-sync", f"serpram-recurring:{ticks[0]}")
+        assert fired is not None and fired.data == {"source": "seed"}
+        assert fired.opts.attempts == 3
+    finally:
+        for m in managers:
+            await m.close_all()
+
+
+@pytest.mark.parametrize(
+    "repeat, message",
+    [
+        ({"cron": "*/5 * * * *", "every": 1000}, "exactly one"),
+        ({"limit": 3, "every": 1000}, "limit"),
+        ({"every": 1000, "tz": 5}, "tz"),
+        ({"cron": "nope"}, "cron"),
+        ({"every": 1000, "endDate": "yesterday"}, "endDate"),
+    ],
+)
+async def test_a_bad_repeat_option_names_the_field(manager, repeat, message):
+    manager.create_queue("q")
+    with pytest.raises(ValueError, match=message):
+        await manager.add_job("q", None, {"jobId": "r", "repeat": repeat})
+
+
+async def test_repeat_with_cron_tz_and_end_date(manager):
+    manager.create_queue("q")
+    opts = {"jobId": "r", "repeat": {"pattern": "0 9 * * 1", "tz": "Europe/Madrid",
+                                     "endDate": "2100-01-01T00:00:00Z"}}  # fmt: skip
+    job = await manager.add_job("q", {"n": 1}, opts)
+    state = await schedulers.get_schedule_state(manager.store, "q", "r")
+    assert (state.cron, state.tz) == ("0 9 * * 1", "Europe/Madrid")
+    assert job.id == f"r:{state.next_fire_ms}"
