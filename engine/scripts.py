@@ -152,6 +152,7 @@ class Scripts:
         self.read_job = self._load("read_job")
         self.list_waiting = self._load("list_waiting")
         self.locate_job = self._load("locate_job")
+        self.cancel_job = self._load("cancel_job")
         self.acquire_lease = self._load("acquire_lease")
         self.renew_lease = self._load("renew_lease")
         self.release_lease = self._load("release_lease")

@@ -34,10 +34,12 @@ class WorkerProcess:
         self._reader = asyncio.create_task(self._read(proc.stderr))
 
     @classmethod
-    async def spawn(cls, url: str, prefix: str, queue: str, lease_ms: int, n: int) -> WorkerProcess:
+    async def spawn(
+        cls, url: str, prefix: str, queue: str, lease_ms: int, n: int, block_s: float = 1.0
+    ) -> WorkerProcess:
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, str(SCRIPT), url, prefix, queue, str(lease_ms), str(n),
+            sys.executable, str(SCRIPT), url, prefix, queue, str(lease_ms), str(n), str(block_s),
             stderr=asyncio.subprocess.PIPE, env=env,
         )  # fmt: skip
         return cls(proc)

@@ -7,11 +7,12 @@
   at the head of `wait` first, then the best of `prioritized`, each stamped with a fresh
   token and put in `active` AND `claims` with score = now + the claim deadline (the
   worker confirms the ones still running with extend_leases, which gives them the full
-  lease); (3) promote due `delayed` jobs (bounded) to the end of `wait` (no priority) or
-  to `prioritized` by their `pri`; (4) hand claims whose deadline passed unconfirmed back
+  lease); due `delayed` jobs without priority count as the tail of `wait` here, so a short
+  `wait` gets them claimed in this call; (3) promote the other due `delayed` jobs (bounded)
+  to the end of `wait` (no priority) or to `prioritized` by their `pri`; (4) hand claims whose deadline passed unconfirmed back
   to the front of waiting (their worker never reported them running: no stall counted);
   (5) re-arm the `w` marker if jobs still wait (cascade); (6) record the claim for the
-  resend window. Jobs promoted or handed back here are claimed by the next call.
+  resend window. Other jobs promoted or handed back here are claimed by the next call.
 
   Error-atomic: every key it may write is declared, or read with redis.pcall before the
   first write (the claimed, promoted and handed-back jobs' hashes: a hash that has moved
@@ -105,6 +106,16 @@ if prior then
 end
 
 -- READ everything first.
+local due = redis.call("ZRANGEBYSCORE", delayedKey, "-inf", now, "LIMIT", 0, promoteBatch)
+local dueIds, duePri = {}, {}
+for _, id in ipairs(due) do
+  local priority = readPriority(jobPrefix .. id)
+  if priority == nil then
+    break
+  end
+  dueIds[#dueIds + 1], duePri[#duePri + 1] = id, priority
+end
+local takenDue = {}
 local paused = redis.call("HEXISTS", metaKey, "paused") == 1
 local limitedMs = 0
 local fromWait, fromRanked, claimed = {}, {}, {}
@@ -124,8 +135,20 @@ if not paused then
   if count > 0 then
     local candidates = redis.call("LRANGE", waitKey, 0, count - 1)
     local nWait = #candidates
-    if nWait < count then
-      for _, id in ipairs(redis.call("ZRANGE", prioritizedKey, 0, count - nWait - 1)) do
+    -- Due jobs without priority join the tail of `wait` in this call: when `wait` is
+    -- short they are claimed at once, in due order, as the next calls would have.
+    local direct = {}
+    for j, id in ipairs(dueIds) do
+      if #candidates >= count then
+        break
+      end
+      if duePri[j] == 0 then
+        candidates[#candidates + 1] = id
+        direct[#candidates] = j
+      end
+    end
+    if #candidates < count then
+      for _, id in ipairs(redis.call("ZRANGE", prioritizedKey, 0, count - #candidates - 1)) do
         candidates[#candidates + 1] = id
       end
     end
@@ -136,6 +159,8 @@ if not paused then
       end
       if i <= nWait then
         fromWait[#fromWait + 1] = id
+      elseif direct[i] then
+        takenDue[direct[i]] = true
       else
         fromRanked[#fromRanked + 1] = id
       end
@@ -147,15 +172,6 @@ if not paused then
       end
     end
   end
-end
-local due = redis.call("ZRANGEBYSCORE", delayedKey, "-inf", now, "LIMIT", 0, promoteBatch)
-local dueIds, duePri = {}, {}
-for _, id in ipairs(due) do
-  local priority = readPriority(jobPrefix .. id)
-  if priority == nil then
-    break
-  end
-  dueIds[#dueIds + 1], duePri[#duePri + 1] = id, priority
 end
 local expired = redis.call("ZRANGEBYSCORE", claimsKey, "-inf", now, "LIMIT", 0, promoteBatch)
 local pending = redis.call("ZRANGEBYSCORE", claimsKey, "(" .. now, "+inf", "WITHSCORES", "LIMIT", 0, 1)
@@ -204,10 +220,16 @@ if rateMax > 0 and #claimed > 0 then
   callSliced("ZADD", limiterKey, starts, 2)
   redis.call("PEXPIRE", limiterKey, rateMs)
 end
--- (3) Due delayed jobs.
+-- (3) Due delayed jobs: those not claimed above go to waiting.
 if #dueIds > 0 then
   callSliced("ZREM", delayedKey, dueIds)
-  appendWaiting(metaKey, waitKey, prioritizedKey, dueIds, duePri)
+  local restIds, restPri = {}, {}
+  for j, id in ipairs(dueIds) do
+    if not takenDue[j] then
+      restIds[#restIds + 1], restPri[#restPri + 1] = id, duePri[j]
+    end
+  end
+  appendWaiting(metaKey, waitKey, prioritizedKey, restIds, restPri)
 end
 -- (4) Claims never confirmed: back to the front, as they were.
 if #stale > 0 then

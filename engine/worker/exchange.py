@@ -14,6 +14,7 @@ the same request id: if Redis ran the first copy, the resend returns its jobs.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import time
@@ -56,8 +57,10 @@ class Exchange:
         # the driver then.
         self._next_due: float | None = None
         self._due_timer: asyncio.TimerHandle | None = None
-        # Redis clock minus local monotonic clock (ms), learnt from every claim reply.
-        self._clock_ms: float | None = None
+        # Redis clock minus local monotonic clock (ms): each claim reply gives a sample
+        # low by the reply's travel time; the highest recent one is the closest (and a due
+        # time converted with it is never early).
+        self._clock_samples: collections.deque[float] = collections.deque(maxlen=32)
         # Exchanges (pipelines) in flight, at most ``_depth``; slots their claims asked for.
         self._inflight: set[asyncio.Task[None]] = set()
         self._reserved = 0
@@ -140,9 +143,9 @@ class Exchange:
         self.worker._wake.set()
 
     def _redis_to_local(self, redis_ms: int) -> float | None:
-        if self._clock_ms is None:
+        if not self._clock_samples:
             return None
-        return (redis_ms - self._clock_ms) / 1000
+        return (redis_ms - max(self._clock_samples)) / 1000
 
     # -- the driver ---------------------------------------------------------------
 
@@ -365,11 +368,10 @@ class Exchange:
     def _claimed(self, result: list[Any], asked: int) -> None:
         now_ms, _paused, limited_ms, next_due, jobs, ready = result
         mono = time.monotonic()
-        self._clock_ms = int(now_ms) - mono * 1000
+        self._clock_samples.append(int(now_ms) - mono * 1000)
         # The reply knows every due time of the queue: it replaces what this worker knew.
         self.learn_due(
-            None if int(next_due) < 0 else mono + (int(next_due) - int(now_ms)) / 1000,
-            replace=True,
+            None if int(next_due) < 0 else self._redis_to_local(int(next_due)), replace=True
         )
         if int(limited_ms) > 0:
             self._limited_until = mono + int(limited_ms) / 1000

@@ -61,13 +61,27 @@ async def test_claim_promotes_due_delayed_jobs_and_reports_the_next_due(
     await q.add("due", {"delay": 60_000})
     await c.zadd(q.keys.delayed, {"2": 1})  # due long ago
     now, _, _, next_due, jobs, ready = await claim_all(q)
-    # Promoted by this call, claimed by the next one (`ready` says: claim again).
-    assert jobs == [] and ready == 1
+    # Due and no priority: the tail of an empty `wait`, claimed by this very call.
+    assert [j[0] for j in jobs] == ["2"] and ready == 0
     assert now < next_due <= now + 60_000
     assert await c.zcard(q.keys.delayed) == 1
-    assert await c.zscore(q.keys.marker, "w") == 0
-    jobs = (await claim_all(q))[4]
-    assert [j[0] for j in jobs] == ["2"]
+
+
+async def test_due_jobs_join_waiting_behind_the_waiting_ones(manager: QueueManager) -> None:
+    q = manager.create_queue("q")
+    c = manager.client
+    await q.add("waiting")
+    await q.add("due", {"delay": 60_000})
+    await q.add("due ranked", {"delay": 60_000, "priority": 1})
+    await q.add("ranked", {"priority": 1})
+    await c.zadd(q.keys.delayed, {"2": 1, "3": 2})
+    # No priority first (the waiting one, then the due one), then by priority.
+    jobs = (await claim_all(q, count=2))[4]
+    assert [j[0] for j in jobs] == ["1", "2"]
+    _, _, _, _, jobs, ready = await claim_all(q, count=1)
+    assert [j[0] for j in jobs] == ["4"] and ready == 1  # 3 was promoted behind it
+    assert [j[0] for j in (await claim_all(q))[4]] == ["3"]
+    assert await c.zcard(q.keys.delayed) == 0
 
 
 async def test_claim_returns_nothing_while_paused_and_keeps_jobs_waiting(

@@ -63,7 +63,7 @@ NEXT_FIRES = 3
 KEEPALIVE_S = 15.0
 MIN_PUSH_INTERVAL_S = 0.2
 AUDITED = frozenset(
-    {"paused", "resumed", "cleaned", "retried", "removed", "promoted", "manual", "run"}
+    {"paused", "resumed", "cleaned", "retried", "removed", "promoted", "cancelled", "manual", "run"}
 )
 _STATIC = {
     "app.js": "application/javascript",
@@ -539,7 +539,7 @@ async def clean(request: web.Request) -> web.Response:
 async def job_action(request: web.Request) -> web.Response:
     queue, job_id = _queue(request), _job_id(request)
     action = request.match_info["action"]
-    if action not in ("retry", "promote", "remove"):
+    if action not in ("retry", "promote", "remove", "cancel"):
         raise ApiError(404, "unknown action")
     await json_body(request, frozenset())
     try:
