@@ -10,7 +10,8 @@
   KEYS[2] schedule    hash: `def` (JSON), `fp`, `next`, `jobName`, `data`, `opts`, `pri`,
                       `overlap`, `created`, `updated`, and (written by fires) `last`,
                       `lastJob`, `lastFiredAt`, `fired`, `missed`, `missedAtLeast`;
-                      `paused` when paused; `aside` (the reason) when set aside
+                      `source` (`declared` / `api`), `paused` when paused; `aside`
+                      (the reason) when set aside
   KEYS[3] events      stream
   KEYS[4] aside       set: names of the queue's schedules set aside
 
@@ -24,10 +25,12 @@
   ARGV[8] overlap policy ("allow" / "skip")
   ARGV[9] next fire ms, or "" when the schedule never fires again
   ARGV[10] events stream max length (approximate)
-  ARGV[11] why: "register", or "restore" (a declaring instance found it missing or
-           outdated: the events then say `missing` / `restored`)
+  ARGV[11] why: "register" (declared in a config), "restore" (a declaring instance found it
+           missing or outdated: the events then say `missing` / `restored`), or "api" (an
+           operator's call: refused for a declared schedule, whose source is its config)
 
-  Returns {0, next, updated ms} unchanged, {1, next, now} created, {2, next, now} replaced
+  Returns {0, next, updated ms} unchanged, {1, next, now} created, {2, next, now} replaced,
+  {-1, next, updated ms} refused (an "api" change to a declared schedule)
 ]]
 local schedulesKey, scheduleKey, eventsKey, asideKey = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local name, fingerprint, def, jobName, data = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
@@ -37,13 +40,17 @@ local why = ARGV[11]
 local t = redis.call("TIME")
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 
-local current = redis.call("HMGET", scheduleKey, "fp", "next", "paused", "updated")
+local current = redis.call("HMGET", scheduleKey, "fp", "next", "paused", "updated", "source")
+if why == "api" and current[1] and current[5] ~= "api" then
+  return {-1, current[2] or "", tonumber(current[4] or "0")}
+end
 if current[1] == fingerprint then
   return {0, current[2] or "", tonumber(current[4] or "0")}
 end
 local result = current[1] and 2 or 1
 redis.call("HSET", scheduleKey, "def", def, "fp", fingerprint, "jobName", jobName, "data", data,
-  "opts", opts, "pri", priority, "overlap", overlap, "next", nextFire, "updated", now)
+  "opts", opts, "pri", priority, "overlap", overlap, "next", nextFire, "updated", now,
+  "source", why == "api" and "api" or "declared")
 redis.call("HDEL", scheduleKey, "aside")
 redis.call("SREM", asideKey, name)
 if result == 1 then

@@ -38,11 +38,17 @@ async def server_time_ms(store: Store) -> int:
     return int(sec) * 1000 + int(usec) // 1000
 
 
+class ScheduleIsDeclared(ValueError):
+    """An API change to a schedule declared in a config (engine.toml): change it there."""
+
+
 async def upsert_schedule(
-    store: Store, definition: ScheduleDefinition, *, restore: bool = False
+    store: Store, definition: ScheduleDefinition, *, restore: bool = False, api: bool = False
 ) -> UpsertResult:
     """Register a schedule; idempotent across instances (see ``upsert_schedule-4.lua``).
-    ``restore``: a declaring instance found it missing or outdated (the events say so)."""
+    ``restore``: a declaring instance found it missing or outdated (the events say so).
+    ``api``: an operator's schedule (source ``api``); raises :class:`ScheduleIsDeclared`
+    for one declared in a config, which only pause, resume and run now may touch."""
     keys = store.keys(definition.queue)
     now = await server_time_ms(store)
     nxt = next_fire(definition.schedule, now)
@@ -59,9 +65,14 @@ async def upsert_schedule(
             definition.overlap,
             "" if nxt is None else nxt,
             store.max_events,
-            "restore" if restore else "register",
+            "api" if api else "restore" if restore else "register",
         ],
     )
+    if int(code) < 0:
+        raise ScheduleIsDeclared(
+            f"schedule {definition.name!r} of queue {definition.queue!r} is declared in the "
+            "config (engine.toml): change it there; pause, resume and run it here"
+        )
     action: Literal["created", "updated", "unchanged"] = ("unchanged", "created", "updated")[
         int(code)
     ]
@@ -114,7 +125,9 @@ async def clear_aside(store: Store, queue: str, name: str, by: str) -> None:
     logger.info("Schedule %s of queue %s is readable again", name, queue)
 
 
-async def set_schedule_paused(store: Store, queue: str, name: str, paused: bool) -> bool:
+async def set_schedule_paused(
+    store: Store, queue: str, name: str, paused: bool, actor: str = ""
+) -> bool:
     """Pause (no fires; ticks while paused are neither fired nor missed) or resume (next
     fire recomputed from now: no catch-up). Returns False if it was already so."""
     keys = store.keys(queue)
@@ -137,7 +150,12 @@ async def set_schedule_paused(store: Store, queue: str, name: str, paused: bool)
             pipe.zadd(keys.schedules, {name: float("inf") if nxt is None else nxt})
         pipe.xadd(
             keys.events,
-            {"event": "schedule", "schedule": name, "action": "paused" if paused else "resumed"},
+            {
+                "event": "schedule",
+                "schedule": name,
+                "action": "paused" if paused else "resumed",
+                "by": actor,
+            },
             maxlen=store.max_events,
             approximate=True,
         )
