@@ -67,6 +67,8 @@ class Exchange:
         self._backoff_until = 0.0
         # Claims whose outcome is unknown: (request id, count), resent first.
         self._doubts: list[tuple[str, int]] = []
+        # An unexpected error of an exchange task, raised by the driver (the supervisor).
+        self._failure: BaseException | None = None
         # Whether the next blocking pop carries a claim, and how many slots it asked for.
         self._warm = False
         self._block_count = 0
@@ -167,6 +169,9 @@ class Exchange:
         w = self.worker
         while True:
             w._wake.clear()
+            if self._failure is not None:
+                failure, self._failure = self._failure, None
+                raise failure
             if w._closing and not w._pending and not self._inflight and not w.handling():
                 return
             backoff_s = self._backoff_until - time.monotonic()
@@ -192,6 +197,10 @@ class Exchange:
 
     def _exchanged(self, task: asyncio.Task[None]) -> None:
         self._inflight.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            # Not a Redis error (those are handled): a bug. The driver raises it, so the
+            # supervisor logs, counts and restarts it with backoff.
+            self._failure = self._failure or task.exception()
         self.worker._wake.set()
 
     async def _exchange(self, finishes: list[Finish], count: int, request_id: str) -> None:
@@ -199,6 +208,15 @@ class Exchange:
         On a Redis error, sets when the driver may try again."""
         try:
             backoff_s = await self._send(finishes, count, request_id)
+        except Exception:
+            # Whatever went wrong, nothing is lost: the finishes are kept (and resent), the
+            # claim may have run (resent by id).
+            self.finishing.requeue(
+                [f for f in finishes if f not in self.worker._pending], maybe_applied=True
+            )
+            if count:
+                self._doubts.append((request_id, count))
+            raise
         finally:
             self._reserved -= count
         if backoff_s is not None:

@@ -96,6 +96,8 @@ class JobRunner:
         alone, for good, without running."""
         w = self.worker
         job_id, token = raw[0], raw[1]
+        if (job_id, token) in w._attempts:
+            return  # a resent claim's reply naming an attempt already running here
         w._leases.claimed(claimed_at)
         try:
             job = self._job(raw, now_ms)
