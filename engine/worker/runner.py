@@ -198,6 +198,8 @@ class JobRunner:
     async def _handle(self, attempt: Attempt, holder: list[HandlerCall]) -> Finish:
         job = attempt.job
         timeout_ms = job.opts.timeout
+        if self.handlers.kind == "coroutine":
+            return await self._handle_here(attempt)
         call: HandlerCall | None = None
         try:
             call = self.handlers.call(job)
@@ -224,6 +226,32 @@ class JobRunner:
         except asyncio.CancelledError:
             if call is not None:
                 call.outcome.cancel()
+            raise
+        except Exception as exc:  # the handler's failure is the job's, never the worker's
+            return self.fail(attempt, exc, str(exc) or type(exc).__name__)
+        keep, age_ms = retention_args(job.opts.remove_on_complete)
+        return Finish(attempt, True, [job.id, attempt.token, rv, keep, age_ms])
+
+    async def _handle_here(self, attempt: Attempt) -> Finish:
+        """A coroutine handler runs in the attempt's own task (no task or wait of its own
+        per job: the hot path). One that ignores its timeout's cancellation holds its
+        attempt, and so its slot, until it returns; close() is bounded without it."""
+        job = attempt.job
+        timeout_ms = job.opts.timeout
+        handler = self.handlers.handler
+        try:
+            if timeout_ms is None:
+                result = await handler(job)
+            else:
+                try:
+                    async with asyncio.timeout(timeout_ms / 1000) as scope:
+                        result = await handler(job)
+                except TimeoutError:
+                    if not scope.expired():
+                        raise
+                    return self.fail(attempt, None, f"job timed out after {timeout_ms} ms")
+            rv = orjson.dumps(result).decode()
+        except asyncio.CancelledError:
             raise
         except Exception as exc:  # the handler's failure is the job's, never the worker's
             return self.fail(attempt, exc, str(exc) or type(exc).__name__)
