@@ -107,12 +107,37 @@ class Exchange:
         blocker = self._blocker
         if blocker is None:
             return
+        count, request_id = self._block_count, self._block_request
         blocker.cancel()
         await asyncio.gather(blocker, return_exceptions=True)
         if blocker.cancelled():
             w = self.worker
+            if count:
+                self._doubts.append((request_id, count))
             with contextlib.suppress(*REDIS_ERRORS, TimeoutError):
                 await asyncio.wait_for(w.store.client.zadd(w.keys.marker, {"w": 0}), flush_s)
+
+    async def hand_back_doubts(self) -> None:
+        """Closing: a claim whose outcome is unknown (its pop cancelled, its reply lost)
+        may have run. Ask for its record without claiming anything new (count 0: a resend
+        that finds no record claims nothing) and hand whatever it took back at once."""
+        w = self.worker
+        doubts, self._doubts = self._doubts, []
+        pairs: list[tuple[str, str]] = []
+        for request_id, _count in doubts:
+            try:
+                reply = await self._claim(0, request_id, None)
+            except REDIS_ERRORS:
+                continue  # its jobs come back after their claim deadline
+            pairs += [(str(job[0]), str(job[1])) for job in reply[4]]
+        if pairs:
+            released = await w._calls.release(pairs)
+            logger.info(
+                "Worker %s closing: %d job(s) of queue %s claimed as it closed handed back",
+                w.id,
+                len(released),
+                w.queue_name,
+            )
 
     async def aclose(self) -> None:
         if self._due_timer is not None:
