@@ -429,6 +429,8 @@ class Exchange:
                 }
                 with tracing.span(f"claim {self.worker.queue_name}", attributes):
                     pass  # marks the claim in the trace; each job's own span follows
+        if jobs:
+            self.worker._leases.claimed(mono)
         runner = self.worker._runner
         for raw in jobs:
             runner.start(raw, int(now_ms), mono)

@@ -76,6 +76,22 @@ class JobRunner:
 
     def _job(self, raw: list[Any], now_ms: int) -> Job:
         job_id, _token, name, data, opts, atm, ts, stc, prog = raw
+        try:  # the hot path: every field readable
+            return Job(
+                id=job_id,
+                queue=self.worker.queue_name,
+                name=name or DEFAULT_JOB_NAME,
+                data=orjson.loads(data),
+                opts=self._options(opts),
+                timestamp=int(ts),
+                attempts_made=int(atm),
+                stalled_count=int(stc),
+                progress=orjson.loads(prog) if prog else 0,
+                processed_on=now_ms,
+                state=JobState.ACTIVE,
+            )
+        except (ValueError, TypeError):
+            pass  # read again field by field, to name the one that cannot be read
         return Job(
             id=job_id,
             queue=self.worker.queue_name,
@@ -98,7 +114,6 @@ class JobRunner:
         job_id, token = raw[0], raw[1]
         if (job_id, token) in w._attempts:
             return  # a resent claim's reply naming an attempt already running here
-        w._leases.claimed(claimed_at)
         try:
             job = self._job(raw, now_ms)
         except UnreadableJob as exc:
@@ -181,6 +196,8 @@ class JobRunner:
             )
 
     async def _attempt(self, attempt: Attempt, holder: list[HandlerCall]) -> Finish:
+        if not tracing.ENABLED:
+            return await self._handle(attempt, holder)
         job = attempt.job
         telemetry = job.opts.telemetry
         with tracing.consuming(
