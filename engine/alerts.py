@@ -8,7 +8,10 @@ Rules (each can be switched off with 0 / false in ``[alerts]`` of ``engine.toml`
   (a paused queue is not stalled);
 - ``missed_ticks``: a schedule tick was not fired (misfire or overlap policy); the next
   fired tick ends the incident;
-- ``redis_down_after_s``: this instance could not reach Redis for that long.
+- ``redis_down_after_s``: this instance could not reach Redis for that long;
+- ``schedule_missing``: a schedule this instance declares is not registered in Redis (data
+  lost: a restart without persistence, FLUSHALL, a failover to an empty replica); closed
+  once it is registered again.
 
 An incident opens once and closes once. Every instance evaluates the same rules over the
 same streams, so each transition is claimed in Redis (``SET NX`` on the incident's
@@ -44,6 +47,7 @@ from redis.exceptions import RedisError
 from .lock import default_instance_id
 from .manager import QueueManager
 from .metrics import Event, feed_of, schedule_of
+from .scheduler.declared import DeclaredSchedules
 from .tasks import stop_task
 
 logger = logging.getLogger("engine.alerts")
@@ -58,6 +62,7 @@ _ALERTS = {
     "stalled_after_s",
     "missed_ticks",
     "redis_down_after_s",
+    "schedule_missing",
     "check_interval_s",
     "webhooks",
 }
@@ -109,6 +114,7 @@ class AlertConfig:
     stalled_after_s: float = 300.0
     missed_ticks: bool = True
     redis_down_after_s: float = 10.0
+    schedule_missing: bool = True
     check_interval_s: float = 5.0
     webhooks: tuple[WebhookConfig, ...] = ()
 
@@ -120,6 +126,8 @@ class AlertConfig:
             raise ValueError("alerts.check_interval_s must be > 0")
         if not isinstance(self.missed_ticks, bool):
             raise ValueError("alerts.missed_ticks must be true or false")
+        if not isinstance(self.schedule_missing, bool):
+            raise ValueError("alerts.schedule_missing must be true or false")
 
     @classmethod
     def from_table(
@@ -344,6 +352,8 @@ class AlertManager:
         """One round of the state rules: Redis reachable, stalled queues; and a refresh of
         which incidents are open cluster-wide."""
         queues = list(self.manager.queues.values())
+        schedulers = self.manager.schedulers
+        declared = [(queue, name) for queue, s in schedulers.items() for name in s.declared.names]
         # Keys this instance may be claiming while the read is in flight: the read cannot
         # tell whether they are closed elsewhere.
         in_flight = set(self._unclaimed)
@@ -356,6 +366,8 @@ class AlertManager:
                 for q in queues:
                     q._queue_stats(pipe)
                     pipe.zrevrange(q.keys.completed, 0, 0, withscores=True)
+                for queue, name in declared:
+                    pipe.exists(self.manager.store.keys(queue).schedule(name))
                 results = await pipe.execute()
         except (RedisError, OSError) as exc:
             self._redis_unreachable(type(exc).__name__)
@@ -368,6 +380,30 @@ class AlertManager:
         for i, q in enumerate(queues):
             chunk = results[1 + i * per : 1 + (i + 1) * per]
             self._check_stalled(q.name, q._stats_from(chunk[:6]).waiting, chunk[6], now_ms)
+        found = results[1 + len(queues) * per :]
+        for (queue, name), exists in zip(declared, found, strict=True):
+            self._check_missing(queue, name, bool(exists), schedulers[queue].declared, now_ms)
+
+    def _check_missing(
+        self, queue: str, name: str, exists: bool, declared: DeclaredSchedules, now_ms: int
+    ) -> None:
+        key = f"schedule_missing:{queue}/{name}"
+        if exists or not self.config.schedule_missing:
+            self._close(key)
+            return
+        self._open(
+            key,
+            _Incident(
+                "schedule_missing",
+                f"schedule {name} of queue {queue} is not registered in Redis (data lost?); "
+                "its declaring instances register it again",
+                now_ms,
+                queue,
+                name,
+                # Every declaring instance knows the lost registration by when it was written.
+                str(declared.stored_at(name)),
+            ),
+        )
 
     def _sync_open(self, remote: Mapping[str, str], in_flight: set[str]) -> None:
         """Adopt incidents another instance opened (so this one can close them) and drop

@@ -1,7 +1,7 @@
 """The ``python -m engine`` command.
 
 ``run`` starts the service (API + workers + schedulers). The operator commands (``stats``,
-``jobs``, ``pause``, ``resume``, ``clean``, ``run-now``, ``schedules``) talk to Redis
+``jobs``, ``pause``, ``resume``, ``clean``, ``run-now``, ``schedules``, ``check``) talk to Redis
 directly, with the same queues the service declares, and print the API's JSON shapes;
 ``token`` mints a development JWT from ``ENGINE_JWT_SECRET``.
 """
@@ -21,7 +21,9 @@ import orjson
 from .api.messages import clean_body, jobs_body, page_end, pause_body, run_body
 from .api.payload import timestamp
 
-COMMANDS = "run|stats|jobs|pause|resume|clean|run-now|schedules|token"
+COMMANDS = "run|stats|jobs|pause|resume|clean|run-now|schedules|check|token"
+# Exit status of `check` when the queue is inconsistent (1 is any error).
+INCONSISTENT = 3
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -70,6 +72,13 @@ def _parser() -> argparse.ArgumentParser:
     run_now.add_argument("schedule")
 
     sub.add_parser("schedules", help="declared schedules, next fire times and state")
+
+    check = sub.add_parser(
+        "check",
+        help=f"consistency check of a queue (exit status {INCONSISTENT} if inconsistent)",
+    )
+    check.add_argument("queue")
+    check.add_argument("--sample", type=int, default=20, help="ids listed per finding")
 
     token = sub.add_parser("token", help="mint a development JWT from ENGINE_JWT_SECRET")
     token.add_argument(
@@ -206,6 +215,10 @@ async def _command(
                 "timestamp": timestamp(),
             }
         )
+    elif cmd == "check":
+        report = await manager.get_queue(args.queue).check_consistency(args.sample)
+        _print({"success": True, "report": report.to_dict(), "timestamp": timestamp()})
+        return 0 if report.ok else INCONSISTENT
     elif cmd == "schedules":
         _print(
             {

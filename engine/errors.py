@@ -34,6 +34,19 @@ class InvalidJobState(EngineError):
         self.state = state
 
 
+class JobNotCancellable(InvalidJobState):
+    """A cancel found the job finished already; ``state`` says which (``completed``,
+    ``failed``, or ``orphaned`` for a job found in no structure)."""
+
+    def __init__(self, job_id: str, state: str) -> None:
+        super().__init__(
+            f"cancel refused: job {job_id} is {state or 'in no state'} (only waiting, "
+            "delayed or active jobs can be cancelled)",
+            state=state,
+        )
+        self.job_id = job_id
+
+
 class UnrecoverableError(EngineError):
     """Raised by a processor to fail a job at once, without further attempts."""
 

@@ -38,6 +38,12 @@ class JobIds:
 
     def take_now(self, n: int) -> list[str] | None:
         """``n`` ids if already reserved, without a round trip; else ``None``."""
+        if n == 1 and self._ranges:  # a lone add: the common case, kept cheap
+            span = self._ranges[0]
+            span[0] += 1
+            if span[0] > span[1]:
+                self._ranges.popleft()
+            return [str(span[0] - 1)]
         if self.available() < n:
             return None
         ids: list[str] = []

@@ -6,6 +6,9 @@ a single slot and the engine runs unchanged on Redis Cluster.
 
 from __future__ import annotations
 
+import hashlib
+import itertools
+import os
 import re
 import secrets
 from dataclasses import dataclass
@@ -132,8 +135,19 @@ class QueueKeys:
         return self._k("schedules")
 
     @property
+    def schedules_aside(self) -> str:
+        """Set of schedule names set aside: their stored definition cannot be read here."""
+        return self._k("schedules-aside")
+
+    @property
     def lease(self) -> str:
         return self._k("lease")
+
+    @property
+    def cancel_channel(self) -> str:
+        """Pub/sub channel (not a key) on which ``cancel_job`` announces the cancel of a
+        running job to the worker holding it (``engine/worker/cancel.py``)."""
+        return self._k("cancel")
 
     @property
     def job_prefix(self) -> str:
@@ -165,14 +179,40 @@ class QueueKeys:
         """Capped stream of a schedule's fired and missed ticks (outlives job clean-up)."""
         return self._k(f"schedule:{_schedule_segment(name)}:ledger")
 
+    def idempotency(self, schedule: str, key: str) -> str:
+        """The first job of a run-now under an idempotency key (PX: how long it is
+        remembered). The caller's key is hashed: any string, a bounded key name."""
+        digest = hashlib.sha256(key.encode()).hexdigest()[:32]
+        return self._k(f"idem:{schedule}:{digest}")
+
     def watermark(self, name: str) -> str:
         """A processor-owned key (e.g. the demo sync watermark)."""
         return self._k(f"watermark:{name}")
 
 
+class _RequestIds:
+    """96 random bits drawn once per process (again in a forked child), then a counter:
+    unique without coordination, and cheaper per call than drawing random bytes (a
+    request id is made for every add)."""
+
+    def __init__(self) -> None:
+        self.reseed()
+        os.register_at_fork(after_in_child=self.reseed)
+
+    def reseed(self) -> None:
+        self._nonce = secrets.token_hex(12)
+        self._count = itertools.count()
+
+    def __call__(self) -> str:
+        return f"{self._nonce}{next(self._count):x}"
+
+
+_REQUEST_IDS = _RequestIds()
+
+
 def new_request_id() -> str:
-    """A fresh id for one script call (96 random bits: unique without coordination)."""
-    return secrets.token_hex(12)
+    """A fresh id for one script call (unique across processes: see ``_RequestIds``)."""
+    return _REQUEST_IDS()
 
 
 def queues_registry(prefix: str) -> str:

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from .pool import Handler
     from .scheduler import Scheduler
     from .worker import Worker, WorkerOptions
+    from .worker.cancel import CancelNotices
 
 logger = logging.getLogger("engine.manager")
 
@@ -74,6 +75,8 @@ class QueueManager:
         self._workers: list[Worker] = []
         self._schedulers: dict[str, Scheduler] = {}
         self.waiters = ResultWaiters(self)
+        # One pub/sub subscriber for every worker of this manager (engine/worker/cancel.py).
+        self.cancel_notices: CancelNotices | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> QueueManager:
@@ -131,7 +134,16 @@ class QueueManager:
         *,
         name: str | None = None,
     ) -> Job:
-        """Add a job to a registered queue (the seed's ``queueManager.addJob``)."""
+        """Add a job to a registered queue (the seed's ``queueManager.addJob``).
+
+        With Bull's ``repeat`` option (``{"jobId": "serpram-recurring", "repeat": {"cron":
+        "*/5 * * * *"}}``) it upserts the schedule named by ``jobId`` instead (N instances
+        doing so at boot make one schedule, one fire per tick) and returns the job its next
+        fire will create (id ``<jobId>:<tick ms>``, not in Redis before that tick)."""
+        if isinstance(opts, Mapping) and "repeat" in opts:
+            from .schedulers import add_repeatable
+
+            return await add_repeatable(self, queue, data, opts, name)
         return await self.get_queue(queue).add(data, opts, name=name)
 
     # -- admin ------------------------------------------------------------------
@@ -184,6 +196,10 @@ class QueueManager:
     async def promote_job(self, queue: str, job_id: str, actor: str = "") -> None:
         await self.get_queue(queue).promote_job(job_id, actor)
 
+    async def cancel_job(self, queue: str, job_id: str, actor: str = "") -> JobState:
+        """Cancel a job that has not finished (see :meth:`Queue.cancel_job`)."""
+        return await self.get_queue(queue).cancel_job(job_id, actor)
+
     # -- schedules --------------------------------------------------------------
 
     def start_scheduler(
@@ -235,6 +251,11 @@ class QueueManager:
         worker = Worker(self, queue, handler, options)
         await worker.start()
         self._workers.append(worker)
+        if self.cancel_notices is None:
+            from .worker.cancel import CancelNotices
+
+            self.cancel_notices = CancelNotices(self.client)
+        await self.cancel_notices.watch(worker)
         return worker
 
     @property
@@ -267,5 +288,8 @@ class QueueManager:
         drains = [w.close() if timeout_s is None else w.close(timeout_s) for w in workers]
         await _all([*drains, *(_bounded(closer()) for closer in closers)])
         self._schedulers.clear()
+        notices, self.cancel_notices = self.cancel_notices, None
+        if notices is not None:
+            await _bounded(notices.close())
         # Last: the workers' finishes needed the client.
         await _all([_bounded(self.waiters.close()), _bounded(self.client.aclose())])

@@ -93,6 +93,20 @@ class EngineMetrics:
             "engine_scheduler_leader_epoch", "Fencing epoch of the queue's leader lease.",
             ["queue"], registry=r,
         )  # fmt: skip
+        self.schedule_registered = Gauge(
+            "engine_schedule_registered",
+            "1 while a schedule this instance declares is registered in Redis, 0 while missing.",
+            ["queue", "schedule"], registry=r,
+        )  # fmt: skip
+        self.schedules_aside = Gauge(
+            "engine_schedules_set_aside", "Schedules set aside: their definition is unreadable.",
+            ["queue"], registry=r,
+        )  # fmt: skip
+        self.schedule_restored = Counter(
+            "engine_schedule_restored",
+            "Declared schedules registered again after they went missing or stale.",
+            ["queue", "schedule"], registry=r,
+        )  # fmt: skip
         self.redis_up = Gauge(
             "engine_redis_up", "1 when Redis answered the last scrape.", registry=r
         )
@@ -117,18 +131,28 @@ class EngineMetrics:
             elif kind == "missed":
                 count = ev.int_field("count") or 1
                 self.missed.labels(ev.queue, ev.fields.get("schedule", "")).inc(count)
+            elif kind == "schedule" and ev.fields.get("action") == "restored":
+                self.schedule_restored.labels(ev.queue, ev.fields.get("schedule", "")).inc()
 
     async def refresh(self) -> None:
         """Read queue state: stats, pause flag and lease of every queue, one round trip."""
         queues = list(self.manager.queues.values())
+        declared = [
+            (queue, name)
+            for queue, s in self.manager.schedulers.items()
+            for name in s.declared.names
+        ]
         try:
             async with self.manager.client.pipeline(transaction=False) as pipe:
                 for q in queues:
                     q._queue_stats(pipe)
                     pipe.get(q.keys.lease)
                     pipe.hget(q.keys.meta, "leaderEpoch")
-                results = await pipe.execute() if queues else []
-                if not queues:
+                    pipe.scard(q.keys.schedules_aside)
+                for queue, name in declared:
+                    pipe.exists(self.manager.store.keys(queue).schedule(name))
+                results = await pipe.execute() if queues or declared else []
+                if not queues and not declared:
                     await self.manager.client.ping()
         except (RedisError, OSError) as exc:
             logger.warning("Metrics scrape: Redis unavailable (%s)", type(exc).__name__)
@@ -137,7 +161,7 @@ class EngineMetrics:
         self.redis_up.set(1)
         self.jobs.clear()
         self.leader.clear()
-        per = 8
+        per = 9
         for i, q in enumerate(queues):
             chunk = results[i * per : (i + 1) * per]
             stats = q._stats_from(chunk[:6])
@@ -148,6 +172,10 @@ class EngineMetrics:
             if token:
                 self.leader.labels(q.name, token.rsplit("/", 1)[0]).set(1)
             self.leader_epoch.labels(q.name).set(int(epoch or 0))
+            self.schedules_aside.labels(q.name).set(int(chunk[8]))
+        found = results[len(queues) * per :]
+        for (queue, name), exists in zip(declared, found, strict=True):
+            self.schedule_registered.labels(queue, name).set(1 if exists else 0)
 
     async def render(self) -> bytes:
         """Refresh the state gauges, then the Prometheus text exposition."""

@@ -5,9 +5,10 @@ blocks the loop that renews leases. With a process pool, every handler runs in a
 process (it must be importable, e.g. a module-level function): a CPU-bound job then
 cannot starve the loop either, which is what causes false stalls in peers.
 
-A thread or a child cannot be stopped: a call that timed out runs on. Each call is a
-:class:`HandlerCall` that says when the handler really started (a job's timeout counts
-from then) and when it really ended (its slot is busy until then).
+A thread cannot be stopped, nor a child on a timeout: a call that timed out runs on. A
+cancelled job's child call is stopped (``HandlerCall.interrupt``, ``engine/children.py``).
+Each call is a :class:`HandlerCall` that says when the handler really started (a job's
+timeout counts from then) and when it really ended (its slot is busy until then).
 """
 
 from __future__ import annotations
@@ -17,12 +18,15 @@ import concurrent.futures
 import contextlib
 import dataclasses
 import inspect
+import itertools
 import multiprocessing
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
+from . import children
+from .children import ChildCalls
 from .job import Job
 
 Handler = Callable[[Job], Awaitable[Any]] | Callable[[Job], Any]
@@ -67,6 +71,7 @@ class HandlerCall:
         self.running = True
         self._on_end: list[Callable[[], None]] = []
         self.outcome: asyncio.Future[Any] = loop.create_future()
+        self._interrupt: Callable[[], None] | None = None
 
     def _ended(self) -> None:
         if not self.running:
@@ -81,6 +86,12 @@ class HandlerCall:
 
     def _started_threadsafe(self) -> None:
         _threadsafe(self._loop, self.started.set)
+
+    def interrupt(self) -> None:
+        """Stop a child call (a cancelled job, see ``engine/children.py``); a coroutine is
+        stopped by cancelling ``outcome``, a thread cannot be stopped."""
+        if self._interrupt is not None and self.running:
+            self._interrupt()
 
     def on_end(self, callback: Callable[[], None]) -> None:
         """Call ``callback`` once the handler has really ended (now if it has)."""
@@ -101,6 +112,8 @@ class HandlerRunner:
         self._processes = processes
         self._threads: ThreadPoolExecutor | None = None
         self._pool: ProcessPoolExecutor | None = None
+        self._calls: ChildCalls | None = None  # the current pool's (children.py)
+        self._call_ids = itertools.count(1)
         if processes is None and not self._async:
             self._threads = ThreadPoolExecutor(threads, thread_name_prefix="engine-handler")
         if processes is not None:
@@ -115,17 +128,29 @@ class HandlerRunner:
 
     def _new_pool(self) -> ProcessPoolExecutor:
         # spawn, not fork: forking a process that runs an event loop and threads is unsafe.
-        return ProcessPoolExecutor(self._processes, mp_context=multiprocessing.get_context("spawn"))
+        ctx = multiprocessing.get_context("spawn")
+        assert self._processes is not None
+        self._calls = ChildCalls(ctx, self._processes)
+        return ProcessPoolExecutor(
+            self._processes,
+            mp_context=ctx,
+            initializer=children.init_child,
+            initargs=self._calls.initargs(),
+        )
 
     def call(self, job: Job) -> HandlerCall:
         """Start the handler for ``job``; raises whatever submitting it raises."""
         loop = asyncio.get_running_loop()
         call = HandlerCall(loop)
         if self._pool is not None:
-            pool = self._pool
+            pool, calls, call_id = self._pool, self._calls, next(self._call_ids)
+            assert calls is not None
             child_job = dataclasses.replace(job, _runtime=None)
-            future = pool.submit(_call_in_child, self.handler, child_job)
+            future = pool.submit(
+                children.run_call, call_id, _call_in_child, self.handler, child_job
+            )
             call.started.set()
+            call._interrupt = lambda: children.stop(pool, calls, call_id, lambda: call.running)
             future.add_done_callback(
                 lambda f: _threadsafe(loop, lambda: self._child_ended(pool, f, call))
             )

@@ -41,9 +41,10 @@ MAX_JOB_NAME_LEN = 200
 ADD_BATCH = 200
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _Prepared:
-    """One validated job to add; ``job_id`` is "" until an id is assigned."""
+    """One validated job to add; ``job_id`` is "" until an id is assigned (set in place:
+    ``dataclasses.replace`` would cost more than the rest of a lone add's Python work)."""
 
     name: str
     data: Any
@@ -137,15 +138,15 @@ class Queue(QueueReads):
                 return options
             return replace(options, telemetry=replace(telemetry, metadata=carrier))
 
-    async def _with_ids(self, prepared: list[_Prepared]) -> list[_Prepared]:
+    async def _give_ids(self, prepared: Sequence[_Prepared]) -> None:
         """Give every job without a fixed id one reserved from the queue's counter (a round
         trip only when the reserved block runs out)."""
-        wanted = sum(1 for p in prepared if not p.job_id)
-        if not wanted:
-            return prepared
-        ids = self._ids.take_now(wanted) or await self._ids.take(wanted)
-        fresh = iter(ids)
-        return [p if p.job_id else replace(p, job_id=next(fresh)) for p in prepared]
+        unnamed = [p for p in prepared if not p.job_id]
+        if not unnamed:
+            return
+        ids = self._ids.take_now(len(unnamed)) or await self._ids.take(len(unnamed))
+        for p, job_id in zip(unnamed, ids, strict=True):
+            p.job_id = job_id
 
     def _add_call(self, batch: Sequence[_Prepared]) -> tuple[list[str], list[str | int]]:
         """Keys and args of one add_job call: every job hash declared, a fresh request key."""
@@ -193,7 +194,10 @@ class Queue(QueueReads):
     ) -> Job:
         """Add one job. A fixed ``job_id`` that exists already returns the existing job and
         adds nothing. Raises ``ValueError`` naming a bad option or non-JSON data."""
-        (prepared,) = await self._with_ids([self._prepare(data, opts, name)])
+        prepared = self._prepare(data, opts, name)
+        if not prepared.job_id:
+            ids = self._ids.take_now(1) or await self._ids.take(1)
+            prepared.job_id = ids[0]
         if self.wait_replicas:
             (result,) = await self._add_acked([prepared])
             ((job_id, created, now),) = _outcomes(result)
@@ -296,7 +300,7 @@ class Queue(QueueReads):
                 raise ValueError(f"jobs[{i}]: {exc}") from None
         if not prepared:
             return []
-        prepared = await self._with_ids(prepared)
+        await self._give_ids(prepared)
         if self.wait_replicas:
             results = await self._add_acked(prepared)
         else:
@@ -421,6 +425,15 @@ class Queue(QueueReads):
         keys = [*self._state_keys(), k.events, k.job(job_id), k.logs(job_id)]
         state = await self._job_admin(self.store.scripts.remove_job, keys, job_id, actor)
         logger.info("Job %s (%s) removed from queue %s", job_id, state, self.name)
+
+    async def cancel_job(self, job_id: str, actor: str = "") -> JobState:
+        """Fail a job that has not finished, at once and for good (reason ``cancelled by
+        <actor>``); a running job's handler is stopped wherever it runs. Returns the state
+        it was in. ``JobNotFound``, or ``JobNotCancellable`` for a finished job. See
+        ``engine/cancel.py``."""
+        from .cancel import cancel_job
+
+        return await cancel_job(self, job_id, actor)
 
 
 __all__ = ["MAX_PAGE", "BulkJob", "JobNotFound", "Queue", "QueueStats"]

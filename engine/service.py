@@ -191,8 +191,10 @@ def run_targets(manager: QueueManager, declared: Mapping[str, ScheduleConfig]) -
     """``POST /api/queues/<schedule>/run`` for every declared schedule."""
 
     def target(sc: ScheduleConfig) -> RunTarget:
-        async def run(actor: str) -> Job:
-            job = await schedulers.run_now(sc.name, manager, actor)
+        async def run(actor: str, idempotency_key: str | None = None) -> Job:
+            job = await schedulers.run_now(sc.name, manager, actor, idempotency_key)
+            if idempotency_key is not None:
+                return job  # the script wrote the audit event with the job, once
             # The audit trail: who asked for this out-of-band run.
             await manager.client.xadd(
                 manager.store.keys(sc.queue).events,

@@ -207,9 +207,12 @@ def _sync_client(host: str, port: int, *, tls: TlsFiles | None = None, **kwargs:
 
 
 # What the engine needs, and no more: data commands, scripts, WAIT/HELLO (@connection),
-# MULTI (@transaction), and TIME, which the scripts call and which is in none of the
-# data categories. Everything @dangerous (CONFIG, KEYS, FLUSHALL, INFO, DEBUG) stays off.
-ENGINE_ACL_CATEGORIES = "+@read +@write +@scripting +@connection +@transaction -@dangerous +time"
+# MULTI (@transaction), SUBSCRIBE/PUBLISH of the cancel channels (@pubsub), and TIME,
+# which the scripts call and which is in none of the data categories. Everything
+# @dangerous (CONFIG, KEYS, FLUSHALL, INFO, DEBUG) stays off.
+ENGINE_ACL_CATEGORIES = (
+    "+@read +@write +@scripting +@connection +@transaction +@pubsub -@dangerous +time"
+)
 
 
 def create_acl_user(
@@ -222,11 +225,12 @@ def create_acl_user(
     extra_rules: tuple[str, ...] = (),
 ) -> None:
     """Create (or reset) a least-privilege ACL user on ``server`` (run as the default
-    user): on, ``>password``, only ``key_patterns`` (e.g. ``engine:*``), the command
-    ``categories``, plus ``extra_rules`` such as ``+info`` or ``+wait``."""
+    user): on, ``>password``, only ``key_patterns`` (e.g. ``engine:*``; keys and pub/sub
+    channels), the command ``categories``, plus ``extra_rules`` such as ``+info``."""
     client = _sync_client("127.0.0.1", server.port, tls=server.tls)
     try:
         rules = ["reset", "on", f">{password}", *(f"~{p}" for p in key_patterns)]
+        rules += [f"&{p}" for p in key_patterns]  # cancel channels share the key names
         rules += categories.split() + list(extra_rules)
         client.execute_command("ACL", "SETUSER", username, *rules)
     finally:

@@ -3,7 +3,12 @@
 Runs a scheduler (and optionally a worker) for one every-N-ms schedule until SIGTERM.
 ``--clock-offset-s`` shifts this process's wall clock (``time.time``/``time_ns``), as
 faketime would: the engine must not care, since it decides on Redis time.
-Each processed job increments ``<prefix>:runs`` [job id] (a ledger outside the queue).
+Each processed job increments ``<prefix>:runs`` [job id] (a ledger outside the queue), on
+``--ledger-url`` when given (a Redis of its own, so it survives a flush of the engine's);
+there ``<prefix>:created`` [job id] keeps the job's creation time, and a second job for the
+same tick (another creation time: a duplicate fire) is pushed to ``<prefix>:dups``.
+``--declare`` keeps the schedule registered (as init_scheduler does); ``--http`` serves the
+API (health) on a free port, printed after "ready".
 """
 
 from __future__ import annotations
@@ -22,6 +27,8 @@ def _skew_wall_clock(offset_s: float) -> None:
 
 
 async def main(args: argparse.Namespace) -> None:
+    import redis.asyncio as aioredis
+
     from engine import QueueManager
     from engine.lock import LeaseConfig
     from engine.scheduler import define_schedule, upsert_schedule
@@ -35,23 +42,46 @@ async def main(args: argparse.Namespace) -> None:
         misfire_grace_ms=args.grace_ms,
         data={"instance": args.instance},
     )
-    await upsert_schedule(manager.store, definition)
+    result = await upsert_schedule(manager.store, definition)
     lease = LeaseConfig(args.ttl_ms, args.renew_ms, args.margin_ms)
-    manager.start_scheduler(args.queue, lease, instance_id=args.instance)
+    scheduler = manager.start_scheduler(args.queue, lease, instance_id=args.instance)
+    if args.declare:
+        scheduler.declare(definition, result.stored_at_ms)
     runs_key = f"{args.prefix}:runs"
+    ledger = aioredis.Redis.from_url(args.ledger_url) if args.ledger_url else manager.client
     if args.worker:
 
         async def handler(job):  # type: ignore[no-untyped-def]
-            await manager.client.hincrby(runs_key, job.id, 1)
+            await ledger.hincrby(runs_key, job.id, 1)
+            if args.ledger_url:
+                created = f"{args.prefix}:created"
+                first = await ledger.hsetnx(created, job.id, job.timestamp)
+                if not first and int(await ledger.hget(created, job.id)) != job.timestamp:
+                    await ledger.rpush(f"{args.prefix}:dups", job.id)
 
         await manager.process(
             args.queue, handler, lease_ms=2000, stalled_interval_ms=500, block_timeout_s=1.0
         )
+    runner = None
+    port = 0
+    if args.http:
+        from aiohttp import web
+
+        from engine.api import ApiSettings, AuthConfig, create_app
+
+        app = create_app(manager, AuthConfig.hs256("s" * 40), settings=ApiSettings())
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = runner.addresses[0][1]
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
-    print("ready", flush=True)
+    print("ready" + (f" {port}" if port else ""), flush=True)
     await stop.wait()
+    if runner is not None:
+        await runner.cleanup()
     await manager.close_all()
 
 
@@ -70,6 +100,9 @@ if __name__ == "__main__":
     parser.add_argument("--instance", required=True)
     parser.add_argument("--clock-offset-s", type=float, default=0.0)
     parser.add_argument("--worker", action="store_true")
+    parser.add_argument("--declare", action="store_true")
+    parser.add_argument("--http", action="store_true")
+    parser.add_argument("--ledger-url", default="")
     parsed = parser.parse_args()
     if parsed.clock_offset_s:
         _skew_wall_clock(parsed.clock_offset_s)

@@ -10,6 +10,7 @@ import redis.asyncio as aioredis
 from test_api_helpers import Api, register_seed_queues, serve
 
 from engine import QueueManager
+from engine.api.handlers.health import STARTED_AT
 from tests.helpers import BULL_JOB_FIELDS
 
 ISO_MS_Z = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
@@ -254,6 +255,8 @@ async def test_health_degrades_on_failures_and_on_schedules_without_leader(
     await client.delete(f"{prefix}:{{ayt-sync}}:failed")
 
     await client.zadd(f"{prefix}:{{serpram-sync}}:schedules", {"serpram": now_ms + 60_000})
+    assert api.app is not None
+    api.app[STARTED_AT].at -= 3600  # past the `starting` window (tests/test_scheduler_health.py)
     _, body, _ = await api.call("GET", "/api/queues/health", headers={})
     assert body["status"] == "degraded"
     assert body["issues"] == [{"queue": "serpram-sync", "reason": "no_leader", "count": 1}]

@@ -41,7 +41,7 @@ SEED_QUEUES = {
 
 def manual_run_targets(manager: QueueManager) -> list[RunTarget]:
     def target(name: str, queue: str, label: str) -> RunTarget:
-        async def run(actor: str) -> Job:
+        async def run(actor: str, idempotency_key: str | None = None) -> Job:
             return await manager.add_job(queue, {"type": "manual", "by": actor}, name=name)
 
         return RunTarget(name=name, queue=queue, label=label, run=run)
@@ -61,6 +61,7 @@ class Api:
     base: str
     session: aiohttp.ClientSession
     manager: QueueManager
+    app: web.Application | None = None
 
     def token(self, role: str | None = "admin", sub: str = "tester", **claims: Any) -> str:
         if not claims:
@@ -122,6 +123,6 @@ async def serve(
     port = runner.addresses[0][1]
     try:
         async with aiohttp.ClientSession() as session:
-            yield Api(f"http://127.0.0.1:{port}", session, manager)
+            yield Api(f"http://127.0.0.1:{port}", session, manager, app)
     finally:
         await runner.cleanup()

@@ -170,3 +170,47 @@ async def test_operator_session(browser: Browser, manager: QueueManager) -> None
         await expect(page.locator(".pager")).to_contain_text("page 2 of 3")
         await shot(page, "6-queue-jobs")
         await context.close()
+
+
+async def test_an_operator_cancels_a_running_job_from_its_page(
+    browser: Browser, manager: QueueManager
+) -> None:
+    queue = manager.create_queue("serpram-sync", {"attempts": 3})
+    stopped = asyncio.Event()
+
+    async def handler(job: Job) -> Any:
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            stopped.set()
+            raise
+        return "never"
+
+    async with serve_dashboard(manager) as base:
+        context = await browser.new_context(
+            http_credentials={"username": "admin", "password": PASSWORD},
+            viewport={"width": 1280, "height": 800},
+        )
+        context.set_default_timeout(TIMEOUT_MS)
+        page = await context.new_page()
+        page.on("dialog", lambda dialog: asyncio.ensure_future(dialog.accept()))
+        await manager.process("serpram-sync", handler)
+        job = await queue.add({"n": 1})
+
+        async def running() -> bool:
+            got = await queue.get_job(job.id)
+            return got is not None and got.state == "active"
+
+        await wait_for(running)
+        await page.goto(f"{base}/admin/queues#/job/serpram-sync/{job.id}")
+        await expect(page.locator("#job-state")).to_have_text("active")
+        await page.click('[data-action="cancel"]')  # its CSRF header is the session's
+        await asyncio.wait_for(stopped.wait(), TIMEOUT_MS / 1000)
+        await page.reload()
+        await expect(page.locator("#job-state")).to_have_text("failed")
+        await expect(page.locator("#failed-reason")).to_have_text("cancelled by admin")
+        await expect(page.locator('[data-action="cancel"]')).to_have_count(0)
+        await shot(page, "7-job-cancelled")
+        await page.click('[data-nav="audit"]')
+        await expect(page.locator("#audit")).to_contain_text("cancelled")
+        await context.close()

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 import redis.asyncio as aioredis
 
-from engine import InvalidJobState, JobState, QueueManager
+from engine import InvalidJobState, JobState, Queue, QueueManager
+from engine.cli import main as cli_main
+from engine.connection import RedisSettings
 from tests.faults.real import out_of_memory
-from tests.redis_servers import RedisServer
+from tests.redis_servers import RedisCluster, RedisServer
+from tests.test_api_helpers import register_seed_queues, serve
 
 
 async def _lpos_calls(client: aioredis.Redis) -> int:
@@ -135,3 +141,70 @@ async def test_a_refused_admin_call_names_the_state_the_script_found(
     # Refusals change nothing: every job is where it was.
     assert await client.lrange(q.keys.wait, 0, -1) == [waiting.id]
     assert await client.zrange(q.keys.active, 0, -1) == [active.id]
+
+
+async def _one_orphan(q: Queue) -> str:
+    await q.add("fine")
+    lost = await q.add("lost")
+    await q.store.client.lrem(q.keys.wait, 0, lost.id)
+    return lost.id
+
+
+async def test_the_admin_api_serves_the_consistency_check(manager: QueueManager) -> None:
+    register_seed_queues(manager)
+    lost = await _one_orphan(manager.get_queue("serpram-sync"))
+    async with serve(manager) as api:
+        path = "/api/queues/serpram-sync/consistency"
+        status, _, _ = await api.call("GET", path, role="viewer")
+        assert status == 403  # it reads the whole queue: admins only
+        status, body, _ = await api.call("GET", f"{path}?sample=5")
+        assert status == 200 and body["success"] is True
+        report = body["report"]
+        assert report["ok"] is False and report["jobs"] == 2
+        assert report["orphaned"] == {"count": 1, "sample": [lost]}
+        assert report["states"] == {"waiting": 1}
+        status, _, _ = await api.call("GET", f"{path}?sample=1000")
+        assert status == 400
+
+
+def test_the_cli_check_prints_the_report_and_exits_3_when_inconsistent(
+    redis_server: RedisServer,
+    prefix: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.delenv("ENGINE_CONFIG", raising=False)
+    monkeypatch.chdir(tmp_path)  # no engine.toml: the built-in queues
+    monkeypatch.setenv("REDIS_URL", redis_server.url)
+    monkeypatch.setenv("ENGINE_PREFIX", prefix)
+    assert cli_main(["check", "ayt-sync"]) == 0
+    assert json.loads(capsys.readouterr().out)["report"]["ok"] is True
+
+    async def damage() -> str:
+        m = QueueManager(redis_server.url, prefix=prefix)
+        try:
+            return await _one_orphan(m.create_queue("ayt-sync"))
+        finally:
+            await m.close_all()
+
+    lost = asyncio.run(damage())
+    assert cli_main(["check", "ayt-sync", "--sample", "3"]) == 3
+    report = json.loads(capsys.readouterr().out)["report"]
+    assert report["orphaned"] == {"count": 1, "sample": [lost]}
+
+
+async def test_state_reads_and_the_check_work_on_a_cluster(
+    redis_cluster: RedisCluster, prefix: str
+) -> None:
+    manager = QueueManager(prefix=prefix, settings=RedisSettings(url=redis_cluster.url))
+    try:
+        q = manager.create_queue("cq")
+        lost = await _one_orphan(q)
+        got = await q.get_job(lost)
+        assert got is not None and got.state is JobState.ORPHANED
+        assert [j.data for j in await q.get_jobs("waiting")] == ["fine"]
+        report = await q.check_consistency()
+        assert report.jobs == 2 and report.orphaned.sample == [lost]
+    finally:
+        await manager.close_all()

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 import redis.asyncio as aioredis
 from test_api_helpers import register_seed_queues, serve
@@ -11,24 +9,16 @@ from test_api_helpers import register_seed_queues, serve
 from engine import JobState, Queue, QueueManager
 from engine.keys import QueueKeys
 from engine.scheduler import remove_schedule
-
-
-async def _claim(q: Queue) -> list[Any]:
-    k = q.keys
-    result = await q.store.scripts.move_to_active(
-        [k.meta, k.wait, k.delayed, k.active, k.events, k.marker, k.limiter],
-        [k.job_prefix, "w1", 10, 30_000, 1000, 0, 1000, 1000],
-    )
-    return list(result[4])
+from tests.lua.worker_calls import calls, claim
 
 
 async def _job_x_with_logs(q: Queue, client: aioredis.Redis) -> None:
     """Job `x` ran, wrote two log lines and completed (moved by hand, as a worker would)."""
     await q.add({"v": "x"}, {"jobId": "x"})
-    ((job_id, token, *_),) = await _claim(q)
+    ((job_id, token, *_),) = await claim(q)
     assert job_id == "x"
-    for line in ("one", "two"):
-        await q.store.scripts.add_log([q.keys.active], [q.keys.job_prefix, "x", token, line, 10])
+    for seq, line in enumerate(("one", "two"), start=1):
+        assert await calls(q).log("x", token, line, seq) >= 1
     now_ms = (await client.time())[0] * 1000
     await client.zrem(q.keys.active, "x")
     await client.zadd(q.keys.completed, {"x": now_ms - 10_000})

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from engine.cron import next_fire, parse_schedule
+from engine.errors import ScheduleNotFound
 from engine.lock import LeaseConfig
 from engine.scheduler import (
     ScheduleDefinition,
@@ -12,6 +13,7 @@ from engine.scheduler import (
     define_schedule,
     get_schedule_state,
     plan_fires,
+    remove_schedule,
     run_schedule_now,
     server_time_ms,
     set_schedule_paused,
@@ -291,6 +293,19 @@ async def test_pause_stops_fires_and_resume_does_not_catch_up(store, schedulers)
     assert during == []  # neither fired nor missed
 
 
+async def test_remove_deletes_the_schedule_and_its_ledger(store, schedulers):
+    await upsert_schedule(store, every(100))
+    schedulers(instance_id="a")
+    await wait_for(lambda: _count_fired(store, 1))
+    k = store.keys("q")
+    assert await remove_schedule(store, "q", "tick", actor="ops")
+    assert await store.client.exists(k.schedule("tick"), k.schedule_ledger("tick")) == 0
+    assert await store.client.zscore(k.schedules, "tick") is None
+    events = [f for _, f in await store.client.xrange(k.events) if f["event"] == "schedule"]
+    assert events[-1] == {"event": "schedule", "schedule": "tick", "action": "removed", "by": "ops"}
+    assert not await remove_schedule(store, "q", "tick")
+
+
 async def test_run_now_adds_an_out_of_band_job_and_keeps_the_schedule(manager, store):
     store = manager.store
     q = manager.create_queue("q")
@@ -336,3 +351,34 @@ async def test_state_of_an_unknown_schedule_is_not_found(store):
 
     with pytest.raises(ScheduleNotFound):
         await get_schedule_state(store, "q", "nope")
+
+
+async def test_run_now_with_an_idempotency_key_returns_the_first_job_on_a_retry(manager, store):
+    d = every(60_000)
+    await upsert_schedule(manager.store, d)
+    queue = manager.create_queue("q")
+    first = await run_schedule_now(queue, "tick", "ops", idempotency_key="req-1")
+    again = await run_schedule_now(queue, "tick", "ops", idempotency_key="req-1")
+    other = await run_schedule_now(queue, "tick", "ops", idempotency_key="req-2")
+    assert again.id == first.id != other.id
+    k = manager.store.keys("q")
+    assert await manager.client.lrange(k.wait, 0, -1) == [first.id, other.id]
+    manual = [f for _, f in await manager.client.xrange(k.events) if f["event"] == "manual"]
+    assert [(f["jobId"], f["by"]) for f in manual] == [(first.id, "ops"), (other.id, "ops")]
+    # Remembered for a bounded time, under a key of the queue's slot.
+    assert 0 < await manager.client.pttl(k.idempotency("tick", "req-1")) <= 24 * 3600 * 1000
+    with pytest.raises(ValueError, match="idempotency key"):
+        await run_schedule_now(queue, "tick", idempotency_key="has space")
+    with pytest.raises(ScheduleNotFound):
+        await run_schedule_now(queue, "nope", idempotency_key="req-3")
+
+
+async def test_a_resent_run_now_call_enqueues_once(manager):
+    await upsert_schedule(manager.store, every(60_000))
+    k = manager.store.keys("q")
+    keys = [k.schedule("tick"), k.idempotency("tick", "r"), k.meta, k.wait, k.prioritized,
+            k.events, k.marker, k.job("77")]  # fmt: skip
+    args = ["77", 60_000, 1000, "tick", "ops"]
+    assert (await manager.store.scripts.run_schedule(keys, args))[:2] == [1, "77"]
+    assert (await manager.store.scripts.run_schedule(keys, args))[:2] == [0, "77"]
+    assert await manager.client.lrange(k.wait, 0, -1) == ["77"]

@@ -128,6 +128,8 @@ async def test_sigterm_mid_job_drains_and_loses_nothing(
     async with aiohttp.ClientSession() as session:
         async with engine_process(tmp_path, env) as proc:
             await wait_for(lambda: _healthy(session, proc), timeout_s=30)
+            # HTTP opens before setup registers the schedules (health says `starting`).
+            await wait_for(lambda: r.exists(keys + "schedule:slow"), timeout_s=30)
             job_ids = []
             for _ in range(3):
                 async with session.post(
@@ -394,7 +396,10 @@ async def test_make_run_default_path_starts_a_private_redis_under_the_relative_d
         await wait_for(healthy, timeout_s=60)
         assert (tmp_path / "var" / "redis" / "appendonlydir").is_dir()  # AOF in ./var/redis
         proc.proc.send_signal(signal.SIGTERM)
-        assert await proc.wait_exit() == 0
+        try:
+            assert await proc.wait_exit() == 0
+        except TimeoutError:
+            raise AssertionError(f"no exit after SIGTERM:\n{proc.log.read_text()}") from None
     assert "started a private redis-server" in proc.log.read_text()
 
 

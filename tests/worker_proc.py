@@ -4,7 +4,8 @@ Usage: python worker_proc.py <redis url> <prefix> <queue> <lease_ms> <concurrenc
 [<block_timeout_s>]
 
 Each job sleeps ``data["sleep"]`` seconds, then reports progress and returns
-``{"by": <pid>}``. Log lines go to stderr; SIGTERM closes the worker gracefully.
+``{"by": <pid>}`` (a cancelled one says ``HANDLER CANCELLED <id>``). Log lines go to
+stderr; SIGTERM closes the worker gracefully.
 """
 
 from __future__ import annotations
@@ -19,7 +20,11 @@ from engine import Job, LeaseLost, QueueManager
 
 
 async def handler(job: Job) -> dict[str, int]:
-    await asyncio.sleep(float(job.data.get("sleep", 0)))
+    try:
+        await asyncio.sleep(float(job.data.get("sleep", 0)))
+    except asyncio.CancelledError:
+        print(f"HANDLER CANCELLED {job.id}", file=sys.stderr, flush=True)
+        raise
     try:
         await job.update_progress(100)
     except LeaseLost:

@@ -18,6 +18,7 @@ from ..manager import QueueManager
 from .auth import AuthConfig
 from .errors import error_middleware
 from .guard import guard_middleware
+from .handlers.health import STARTED_AT, Started
 from .openapi import build_openapi, query_params
 from .routes import ROUTES
 from .state import (
@@ -54,6 +55,7 @@ def create_app(
         middlewares=[error_middleware, guard_middleware], client_max_size=settings.body_limit
     )
     app[MANAGER] = manager
+    app[STARTED_AT] = Started()  # health's `starting` window
     app[AUTH] = auth
     app[SETTINGS] = settings
     app[RUN_TARGETS] = targets

@@ -19,6 +19,7 @@ ACTION_NEEDS = {
     "retry": ("retried", "only failed jobs can be retried"),
     "promote": ("promoted", "only delayed jobs can be promoted"),
     "remove": ("removed", "an active job cannot be removed"),
+    "cancel": ("cancelled", "only waiting, delayed or active jobs can be cancelled"),
 }
 
 
@@ -65,6 +66,19 @@ def clean_body(queue: str, state: str, grace_ms: int, removed: int) -> dict[str,
 def job_action_body(queue: str, job_id: str, action: str) -> dict[str, Any]:
     done, _ = ACTION_NEEDS[action]
     return {"message": f"Job {job_id} {done}", "queue": queue, "jobId": job_id}
+
+
+def cancel_body(queue: str, job_id: str, was: str) -> dict[str, Any]:
+    """A cancel's reply: the job is failed now; ``was`` is the state it was cancelled in
+    (a running job's handler is being stopped on the instance that runs it)."""
+    note = ": its handler is being stopped" if was == "active" else ""
+    return {
+        "message": f"Job {job_id} cancelled (it was {was}){note}",
+        "queue": queue,
+        "jobId": job_id,
+        "state": "failed",
+        "was": was,
+    }
 
 
 def page_end(start: int, asked: int) -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from ..consistency import MAX_SAMPLE
 from ..job import LISTED_STATES, JobState
 from ..queue import MAX_PAGE
 from .guard import ADMIN, PUBLIC
@@ -37,6 +38,22 @@ def _obj(props: dict[str, Any], required: Iterable[str] | None = None) -> dict[s
     }
 
 
+_IDEMPOTENCY_KEY = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "required": False,
+    "description": "1-255 visible ASCII characters, e.g. a UUID per intended run",
+    "schema": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[!-~]+$"},
+}
+_SCHEDULE_QUEUE = {
+    "name": "queue",
+    "in": "query",
+    "required": False,
+    "description": "the schedule's queue, when the name exists in several",
+    "schema": _NAME["schema"],
+}
+
+
 def _ok(props: dict[str, Any]) -> dict[str, Any]:
     return _obj({"success": {"const": True}, **props, "timestamp": _TS})
 
@@ -45,9 +62,21 @@ def _ref(name: str) -> dict[str, str]:
     return {"$ref": f"#/components/schemas/{name}"}
 
 
+_FINDING = _obj({"count": _INT, "sample": {"type": "array", "items": {"type": "string"}}})
+
 COMPONENTS: dict[str, Any] = {
     "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}},
     "schemas": {
+        "ConsistencyReport": _obj(
+            {
+                "queue": {"type": "string"},
+                "ok": {"type": "boolean"},
+                "jobs": _INT,
+                "states": {"type": "object", "additionalProperties": _INT},
+                **{name: _FINDING for name in ("orphaned", "multiple", "missingHash")},
+                "unverified": _INT,
+            }
+        ),
         "QueueStats": _obj(
             {
                 "name": {"type": "string"},
@@ -202,6 +231,22 @@ OPERATIONS: dict[str, tuple[str, list[dict[str, Any]], dict[str, Any] | None, di
     "retry_job": ("Move a failed job back to waiting", [_NAME, _JOB_ID], _body({}), _JOB_MSG),
     "promote_job": ("Move a delayed job to waiting now", [_NAME, _JOB_ID], _body({}), _JOB_MSG),
     "remove_job": ("Delete a job that is not active", [_NAME, _JOB_ID], None, _JOB_MSG),
+    "cancel_job": (
+        "Cancel a waiting, delayed or active job: it fails at once, never retried (reason "
+        "'cancelled by <sub>'); an active job's handler is stopped on the instance running "
+        "it. 409 names the state of a finished job",
+        [_NAME, _JOB_ID],
+        _body({}),
+        _ok(
+            {
+                "message": {"type": "string"},
+                "queue": {"type": "string"},
+                "jobId": {"type": "string"},
+                "state": {"const": "failed"},
+                "was": {"enum": ["waiting", "delayed", "active"]},
+            }
+        ),
+    ),
     "events": (
         "Recent lifecycle and audit events of a queue, newest first",
         [
@@ -232,6 +277,21 @@ OPERATIONS: dict[str, tuple[str, list[dict[str, Any]], dict[str, Any] | None, di
             }
         ),
     ),
+    "consistency": (
+        "Consistency check: every job in exactly one state, every listed id with a job "
+        "(reads the whole queue, in chunks; a big queue may need the CLI's `check`)",
+        [
+            _NAME,
+            {
+                "name": "sample",
+                "in": "query",
+                "description": "ids listed per finding, at most",
+                "schema": {**_INT, "maximum": MAX_SAMPLE, "default": 20},
+            },
+        ],
+        None,
+        _ok({"report": _ref("ConsistencyReport")}),
+    ),
     "pause": ("Pause a queue on every instance", [_NAME], _body({}), _PAUSE),
     "resume": ("Resume a queue on every instance", [_NAME], _body({}), _PAUSE),
     "clean_completed": (
@@ -247,8 +307,23 @@ OPERATIONS: dict[str, tuple[str, list[dict[str, Any]], dict[str, Any] | None, di
         _CLEAN,
     ),
     "run_now": (
-        "Run a declared scheduler now (e.g. serpram, ayt)",
-        [{**_NAME, "description": "scheduler name, e.g. serpram or ayt", "example": "serpram"}],
+        "Run a declared scheduler now (e.g. serpram, ayt); with Idempotency-Key, a retry with "
+        "the same key (within 24 h) returns the first job instead of enqueuing another",
+        [
+            {**_NAME, "description": "scheduler name, e.g. serpram or ayt", "example": "serpram"},
+            {
+                "name": "Idempotency-Key",
+                "in": "header",
+                "required": False,
+                "description": "1-255 visible ASCII characters, e.g. a UUID per intended run",
+                "schema": {
+                    "type": "string",
+                    "minLength": 1,
+                    "maxLength": 255,
+                    "pattern": "^[!-~]+$",
+                },
+            },
+        ],
         _body({}),
         _JOB_MSG,
     ),
@@ -257,6 +332,36 @@ OPERATIONS: dict[str, tuple[str, list[dict[str, Any]], dict[str, Any] | None, di
         [],
         None,
         _ok({"schedules": {"type": "array", "items": _ref("Schedule")}}),
+    ),
+    "delete_schedule": (
+        "Delete an operator's schedule and its ledger (a declared one answers 409)",
+        [_NAME, _SCHEDULE_QUEUE],
+        None,
+        _ok(
+            {
+                "message": {"type": "string"},
+                "queue": {"type": "string"},
+                "schedule": {"type": "string"},
+            }
+        ),
+    ),
+    "pause_schedule": (
+        "Pause one schedule (its queue keeps running)",
+        [_NAME, _SCHEDULE_QUEUE],
+        _body({}),
+        _ok({"changed": {"type": "boolean"}, "schedule": _ref("Schedule")}),
+    ),
+    "resume_schedule": (
+        "Resume one schedule (next fire from now, no catch-up)",
+        [_NAME, _SCHEDULE_QUEUE],
+        _body({}),
+        _ok({"changed": {"type": "boolean"}, "schedule": _ref("Schedule")}),
+    ),
+    "run_schedule": (
+        "Run one schedule now (Idempotency-Key: a retry returns the first job)",
+        [_NAME, _SCHEDULE_QUEUE, _IDEMPOTENCY_KEY],
+        _body({}),
+        _JOB_MSG,
     ),
     "openapi": ("This document (no auth)", [], None, {"type": "object"}),
 }

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from .errors import Handler
 from .guard import ADMIN, PUBLIC, READ
-from .handlers import docs, health, jobs, queues, runs
+from .handlers import consistency, docs, health, jobs, queues, runs, schedules
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,7 +29,9 @@ ROUTES: tuple[Route, ...] = (
         "POST", "/api/queues/{name}/jobs/{job_id}/promote", jobs.promote_job, "promote_job", ADMIN
     ),
     Route("DELETE", "/api/queues/{name}/jobs/{job_id}", jobs.remove_job, "remove_job", ADMIN),
+    Route("POST", "/api/queues/{name}/jobs/{job_id}/cancel", jobs.cancel_job, "cancel_job", ADMIN),
     Route("GET", "/api/queues/{name}/events", queues.events, "events", READ),
+    Route("GET", "/api/queues/{name}/consistency", consistency.check, "consistency", ADMIN),
     Route("POST", "/api/queues/{name}/pause", queues.pause, "pause", ADMIN),
     Route("POST", "/api/queues/{name}/resume", queues.resume, "resume", ADMIN),
     Route(
@@ -42,5 +44,15 @@ ROUTES: tuple[Route, ...] = (
     Route("POST", "/api/queues/{name}/clean/failed", queues.clean_failed, "clean_failed", ADMIN),
     Route("POST", "/api/queues/{name}/run", runs.run_now, "run_now", ADMIN),
     Route("GET", "/api/schedules", runs.list_schedules, "schedules", READ),
+    Route("DELETE", "/api/schedules/{name}", schedules.delete_schedule, "delete_schedule", ADMIN),
+    Route("POST", "/api/schedules/{name}/pause", schedules.pause_schedule, "pause_schedule", ADMIN),
+    Route(
+        "POST",
+        "/api/schedules/{name}/resume",
+        schedules.resume_schedule,
+        "resume_schedule",
+        ADMIN,
+    ),
+    Route("POST", "/api/schedules/{name}/run", schedules.run_schedule, "run_schedule", ADMIN),
     Route("GET", "/api/openapi.json", docs.openapi, "openapi", PUBLIC),
 )

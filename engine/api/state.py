@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from aiohttp import web
 
@@ -12,8 +12,14 @@ from ..job import Job
 from ..manager import QueueManager
 from .auth import AuthConfig, Principal
 
-# A ``run now`` action: given the actor (token subject), enqueue one manual run.
-RunAction = Callable[[str], Awaitable[Job]]
+
+class RunAction(Protocol):
+    """A ``run now`` action: given the actor (token subject) and, optionally, the request's
+    ``Idempotency-Key``, enqueue one manual run (the same job again for a key seen before)."""
+
+    def __call__(self, actor: str, idempotency_key: str | None = None) -> Awaitable[Job]: ...
+
+
 # Reads every declared schedule with its next fire time and state (JSON-ready dicts).
 ScheduleReader = Callable[[], Awaitable[list[dict[str, Any]]]]
 

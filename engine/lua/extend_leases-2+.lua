@@ -16,7 +16,9 @@
   ARGV[2..] pairs: job id, lease token
 
   Returns the lost leases as {job id, token} pairs (a worker may hold a new attempt of a
-  job whose old attempt it lost, so the id alone is ambiguous)
+  job whose old attempt it lost, so the id alone is ambiguous), and as {job id, token,
+  "cancelled"} the attempts cancel_job ended (token still its own, `cxl` = the token): how
+  a worker that missed the cancel message learns of it (engine/worker/cancel.py)
 ]]
 local activeKey, claimsKey = KEYS[1], KEYS[2]
 local leaseMs = tonumber(ARGV[1])
@@ -44,6 +46,8 @@ for i = 1, n do
       renew[#renew + 1] = now + leaseMs
       renew[#renew + 1] = id
       renewed[#renewed + 1] = id
+    elseif redis.call("HGET", KEYS[2 + i], "cxl") == token then
+      lost[#lost + 1] = {id, token, "cancelled"}
     end
   else
     lost[#lost + 1] = {id, token}

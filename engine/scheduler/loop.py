@@ -12,11 +12,13 @@ import orjson
 
 from .. import tracing
 from ..connection import execute_acked, queue_on_key_node
-from ..cron import InvalidCron, next_fire
+from ..cron import next_fire
 from ..errors import ErrorCode
 from ..keys import validate_queue_name
 from ..lock import LeaderLease, LeaseConfig
 from ..store import Store
+from .admin import clear_aside, set_aside
+from .declared import DeclaredSchedules
 from .definition import DEFAULT_LEDGER_LEN, ERROR_BACKOFF_S, ScheduleDefinition
 from .planning import FirePlan, plan_fires
 from .state import iso_ms
@@ -61,15 +63,31 @@ class Scheduler:
         self._server_ms = 0
         self._server_mono = 0.0
         self._next_renew = 0.0
+        self._next_check = 0.0
         self._definitions: dict[str, ScheduleDefinition] = {}  # by fingerprint
+        # Schedules whose stored definition this instance cannot read: name -> fingerprint.
+        self._aside: dict[str, str] = {}
+        self.declared = DeclaredSchedules(store, queue)
+        self.started_at = 0.0  # monotonic; 0 until started
 
     def __repr__(self) -> str:
         return f"Scheduler({self.queue!r}, {self.lease.instance_id!r})"
 
     # lifecycle
 
+    def declare(self, definition: ScheduleDefinition, stored_at_ms: int) -> None:
+        """Keep ``definition`` registered (see :mod:`engine.scheduler.declared`):
+        ``stored_at_ms`` is the ``UpsertResult.stored_at_ms`` of its registration."""
+        self.declared.add(definition, stored_at_ms)
+
+    @property
+    def aside(self) -> list[str]:
+        """Schedules this instance set aside (their definition cannot be read here)."""
+        return list(self._aside)
+
     def start(self) -> Scheduler:
         if self._task is None:
+            self.started_at = time.monotonic()
             self._task = asyncio.create_task(self._run(), name=f"scheduler:{self.queue}")
         return self
 
@@ -120,6 +138,10 @@ class Scheduler:
         """One decision; returns how long to sleep (a wake-up cuts it short)."""
         lease = self.lease
         renew_s = lease.config.renew_interval_ms / 1000
+        if time.monotonic() >= self._next_check:
+            # Leader or not, once per renewal interval: well within one lease TTL.
+            self._next_check = time.monotonic() + renew_s
+            await self._check_registrations()
         if not lease.is_leader:
             if not await lease.acquire():
                 # Retry just after the holder's lease runs out, at the latest one renewal
@@ -135,17 +157,32 @@ class Scheduler:
         until_renew = max(0.0, self._next_renew - time.monotonic())
 
         async with self.store.client.pipeline(transaction=False) as pipe:
-            pipe.zrange(self.keys.schedules, 0, 0, withscores=True)
+            # Enough entries to get past every schedule set aside here.
+            pipe.zrange(self.keys.schedules, 0, len(self._aside), withscores=True)
             queue_on_key_node(pipe, self.keys.schedules, "TIME")  # pipe.time() fails on Cluster
             earliest, (sec, usec) = await pipe.execute()
         self._sync(int(sec) * 1000 + int(usec) // 1000)
-        if not earliest or earliest[0][1] == float("inf"):
+        candidates = [(n, score) for n, score in earliest if n not in self._aside]
+        if not candidates or candidates[0][1] == float("inf"):
             return until_renew
-        name, due = earliest[0][0], int(earliest[0][1])
+        name, due = candidates[0][0], int(candidates[0][1])
         wait_ms = due - self.now_ms()
         if wait_ms > 0:
             return min(wait_ms / 1000, until_renew, lease.remaining_s())
         return await self._fire(name, due)
+
+    async def _check_registrations(self) -> None:
+        await self.declared.check()
+        if self._aside:
+            # A schedule set aside comes back when its definition changes or it is removed.
+            names = list(self._aside)
+            async with self.store.client.pipeline(transaction=False) as pipe:
+                for n in names:
+                    pipe.hget(self.keys.schedule(n), "fp")
+                fps = await pipe.execute()
+            for n, fp in zip(names, fps, strict=True):
+                if fp != self._aside[n]:
+                    del self._aside[n]
 
     def _definition(self, fingerprint: str, raw: str) -> ScheduleDefinition:
         found = self._definitions.get(fingerprint)
@@ -158,8 +195,8 @@ class Scheduler:
 
     async def _fire(self, name: str, due: int) -> float:
         keys = self.keys
-        raw, fingerprint, stored_next, paused, last_job = await self.store.client.hmget(
-            keys.schedule(name), "def", "fp", "next", "paused", "lastJob"
+        raw, fingerprint, stored_next, paused, last_job, aside = await self.store.client.hmget(
+            keys.schedule(name), "def", "fp", "next", "paused", "lastJob", "aside"
         )
         if raw is None:  # deleted: drop the stale entry so it is not due forever
             await self.store.client.zrem(keys.schedules, name)
@@ -168,13 +205,29 @@ class Scheduler:
             return 0.0  # changed meanwhile; re-read
         try:
             definition = self._definition(fingerprint, raw)
-        except (ValueError, InvalidCron, KeyError) as exc:
-            # Written by a newer or broken instance: never fire, never spin on it.
-            logger.error("Schedule %s of queue %s is unreadable: %s", name, self.queue, exc)
-            return self.lease.config.renew_interval_ms / 1000
+            if definition.name != name or definition.queue != self.queue:
+                raise ValueError(f"definition is of {definition.queue}/{definition.name}")
+        except (ValueError, TypeError, KeyError) as exc:  # InvalidCron is a ValueError
+            # A zone missing from this host's tzdata, a definition from a newer version:
+            # set it aside (it would otherwise be the earliest due forever) and go on.
+            self._aside[name] = fingerprint or ""
+            reason = f"{type(exc).__name__}: {exc}"
+            if aside != reason:
+                await set_aside(self.store, self.queue, name, reason, self.lease.instance_id)
+            return 0.0
+        if aside is not None:
+            await clear_aside(self.store, self.queue, name, self.lease.instance_id)
         now = self.now_ms()
         for _ in range(2):
-            plan = await self._plan(definition, due, now)
+            try:
+                plan = await self._plan(definition, due, now)
+            except Exception as exc:  # one broken schedule must not stop the others
+                self._aside[name] = fingerprint or ""
+                await set_aside(
+                    self.store, self.queue, name, f"planning failed: {exc!r}",
+                    self.lease.instance_id,
+                )  # fmt: skip
+                return 0.0
             # Planning may have taken a while: act only on a lease still valid now, renewed
             # first if its renewal fell due meanwhile.
             if not self.lease.is_leader:

@@ -45,6 +45,8 @@ class ScheduleState:
     leader_epoch: int
     misfire: str
     overlap: str
+    missed_at_least: bool = False  # missed_count is a lower bound (a long cron outage)
+    set_aside: str | None = None  # why it cannot be read where it was to fire
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -68,6 +70,8 @@ class ScheduleState:
             "leaderEpoch": self.leader_epoch,
             "misfire": self.misfire,
             "overlap": self.overlap,
+            "missedAtLeast": self.missed_at_least,
+            "setAside": self.set_aside,
         }
 
 
@@ -108,8 +112,10 @@ async def get_schedule_state(store: Store, queue: str, name: str) -> ScheduleSta
             failures += 1
         elif not exists:
             break  # cleaned up: outcome unknown
-    definition = orjson.loads(h["def"])
-    sched = definition["schedule"]
+    definition, sched = _readable(h.get("def"))
+    aside = h.get("aside")
+    if definition is None and aside is None:
+        aside = "stored definition is not readable JSON"
     return ScheduleState(
         name=name,
         queue=queue,
@@ -126,6 +132,21 @@ async def get_schedule_state(store: Store, queue: str, name: str) -> ScheduleSta
         consecutive_failures=failures,
         leader=leader,
         leader_epoch=epoch,
-        misfire=definition.get("misfire", "once"),
-        overlap=definition.get("overlap", "allow"),
+        misfire=str(definition.get("misfire", "once")) if definition else "?",
+        overlap=str(definition.get("overlap", "allow")) if definition else "?",
+        missed_at_least="missedAtLeast" in h,
+        set_aside=aside,
     )
+
+
+def _readable(raw: str | None) -> tuple[dict[str, Any] | None, dict[str, Any]]:
+    """The stored definition and its schedule part, as far as they can be read (a schedule
+    written by a newer version still gets a state)."""
+    try:
+        definition = orjson.loads(raw or "")
+    except orjson.JSONDecodeError:
+        return None, {}
+    if not isinstance(definition, dict):
+        return None, {}
+    sched = definition.get("schedule")
+    return definition, sched if isinstance(sched, dict) else {}

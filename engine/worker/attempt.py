@@ -13,6 +13,7 @@ from ..errors import raise_for_code
 from ..job import Job
 
 if TYPE_CHECKING:
+    from ..pool import HandlerCall
     from .core import Worker
 
 logger = logging.getLogger("engine.worker")
@@ -36,6 +37,10 @@ class Attempt:
     confirmed: bool = False
     _log_seq: int = 0
     _log_lock: asyncio.Lock | None = None
+    # The handler call (set once started), and whether cancel_job ended this attempt
+    # (engine/worker/cancel.py stops the call and drops its outcome).
+    call: HandlerCall | None = None
+    cancelled: bool = False
 
     async def update_progress(self, progress: Any) -> None:
         try:

@@ -21,6 +21,7 @@ import time
 from typing import TYPE_CHECKING
 
 from .attempt import Attempt
+from .cancel import take_cancelled
 from .outage import REDIS_ERRORS, Outage
 
 if TYPE_CHECKING:
@@ -105,6 +106,7 @@ class LeaseKeeper:
                 self.claimed(time.monotonic() + backoff_s - self.confirm_after_s)
             return
         self.outage.ok()
+        lost = take_cancelled(w, lost)  # attempts cancel_job ended: stopped there
         lost_pairs = {(str(job_id), str(token)) for job_id, token in lost}
         for a in held:
             if (a.job.id, a.token) not in lost_pairs:

@@ -221,6 +221,7 @@ class JobRunner:
         try:
             call = self.handlers.call(job)
             holder.append(call)
+            attempt.call = call  # a cancel stops it (engine/worker/cancel.py)
             # The timeout counts from the handler's real start (a thread may wait for one).
             await call.started.wait()
             done, _ = await asyncio.wait(

@@ -27,6 +27,7 @@ import json
 import os
 import signal
 import sys
+import tempfile
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -165,15 +166,18 @@ class Harness:
         return json.dumps(cfg)
 
     async def spawn(self, inst: Instance) -> None:
-        inst.process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "tests.chaos.runner",
-            self._config(inst),
-            cwd=ROOT,
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=open(f"/tmp/chaos-{inst.name}.log", "ab"),
-        )
+        # Each instance's warnings go to a log of its own for diagnosis ($CHAOS_LOG_DIR).
+        log_dir = Path(os.environ.get("CHAOS_LOG_DIR") or tempfile.gettempdir())
+        with (log_dir / f"chaos-{self.scenario.split('/')[0]}-{inst.name}.log").open("ab") as log:
+            inst.process = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "tests.chaos.runner",
+                self._config(inst),
+                cwd=ROOT,
+                stdout=asyncio.subprocess.DEVNULL,
+                stderr=log,
+            )
         inst.stopped = False
 
     async def start(self) -> Harness:

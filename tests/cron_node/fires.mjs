@@ -11,9 +11,13 @@ for await (const line of lines) {
   const out = [];
   try {
     const it = CronExpressionParser.parse(c.expr, { currentDate: new Date(c.after), tz: c.tz });
-    while (out.length < MAX_FIRES) {
+    let last = -Infinity;
+    for (;;) {
       const t = it.next().toDate().getTime();
       if (t > c.until) break;
+      // Seen at Chatham's fall back: the same hour over and over.
+      if (t <= last || out.length >= MAX_FIRES) throw new Error(`not increasing at ${t}`);
+      last = t;
       if (t > c.after) out.push(t);
     }
     process.stdout.write(JSON.stringify(out) + '\n');

@@ -63,7 +63,7 @@ NEXT_FIRES = 3
 KEEPALIVE_S = 15.0
 MIN_PUSH_INTERVAL_S = 0.2
 AUDITED = frozenset(
-    {"paused", "resumed", "cleaned", "retried", "removed", "promoted", "manual", "run"}
+    {"paused", "resumed", "cleaned", "retried", "removed", "promoted", "cancelled", "manual", "run"}
 )
 _STATIC = {
     "app.js": "application/javascript",
@@ -439,9 +439,16 @@ async def schedules(request: web.Request) -> web.Response:
                 continue
             raw = await q.store.client.hget(q.keys.schedule(name), "def")
             upcoming: list[int] = []
-            if raw and state.next_fire_ms is not None:
-                sched = Schedule.from_dict(orjson.loads(raw)["schedule"])
-                upcoming = [state.next_fire_ms, *preview(sched, state.next_fire_ms, NEXT_FIRES - 1)]
+            if raw and state.next_fire_ms is not None and state.set_aside is None:
+                try:
+                    sched = Schedule.from_dict(orjson.loads(raw)["schedule"])
+                except (ValueError, KeyError, TypeError):
+                    sched = None  # unreadable here: shown with its `setAside` reason
+                if sched is not None:
+                    upcoming = [
+                        state.next_fire_ms,
+                        *preview(sched, state.next_fire_ms, NEXT_FIRES - 1),
+                    ]
             out.append({**state.to_dict(), "nextFires": upcoming})
     return _reply({"schedules": out})
 
@@ -532,7 +539,7 @@ async def clean(request: web.Request) -> web.Response:
 async def job_action(request: web.Request) -> web.Response:
     queue, job_id = _queue(request), _job_id(request)
     action = request.match_info["action"]
-    if action not in ("retry", "promote", "remove"):
+    if action not in ("retry", "promote", "remove", "cancel"):
         raise ApiError(404, "unknown action")
     await json_body(request, frozenset())
     try:

@@ -1,7 +1,11 @@
 """``GET /api/queues/health``: counts only, one pipelined round trip, no auth.
 
 ``unhealthy`` (503) when Redis does not answer in time; ``degraded`` when a queue has
-failures piling up, a large backlog, or schedules and no leader to fire them.
+failures piling up, a large backlog, schedules and no leader to fire them, a schedule this
+instance declares missing from Redis (until it is registered again), or schedules set
+aside because their definition cannot be read. ``starting`` (200) instead of ``no_leader``
+during the first lease TTL after this instance started its scheduler (or the app, before
+any scheduler started): leases are taken a moment after HTTP opens.
 """
 
 from __future__ import annotations
@@ -9,21 +13,38 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 from redis.exceptions import RedisError
 
+from ...lock import LeaseConfig
 from ..payload import reply, timestamp
 from ..state import MANAGER, SETTINGS
 
+if TYPE_CHECKING:
+    from ...scheduler import Scheduler
+
 logger = logging.getLogger("engine.api")
+
+
+@dataclass(slots=True)
+class Started:
+    """When the app was created (monotonic): the start of the ``starting`` window."""
+
+    at: float = field(default_factory=time.monotonic)
+
+
+STARTED_AT = web.AppKey("engine_started_at", Started)
 
 MESSAGES = {
     "healthy": "All queues are working normally",
+    "starting": "Starting: the schedulers have not taken their leases yet",
     "degraded": "Some queues need attention",
     "unhealthy": "Redis unavailable",
 }
+PER_QUEUE = 10  # the six stats commands, then the four below
 
 
 async def health(request: web.Request) -> web.Response:
@@ -31,6 +52,8 @@ async def health(request: web.Request) -> web.Response:
     settings = request.app[SETTINGS]
     policy = settings.health
     queues = list(manager.queues.values())
+    schedulers = manager.schedulers
+    declared = [(q, name) for q, s in schedulers.items() for name in s.declared.names]
     try:
         # Half the request deadline, so this handler answers in the health shape
         # before the guard's own deadline fires.
@@ -45,8 +68,11 @@ async def health(request: web.Request) -> web.Response:
                     pipe.zcount(q.keys.schedules, "-inf", "(inf")
                     pipe.exists(q.keys.lease)
                     pipe.zcount(q.keys.failed, since_ms, "+inf")
-                results = await pipe.execute() if queues else []
-            if not queues:
+                    pipe.scard(q.keys.schedules_aside)
+                for queue, name in declared:
+                    pipe.exists(manager.store.keys(queue).schedule(name))
+                results = await pipe.execute() if queues or declared else []
+            if not queues and not declared:
                 await manager.client.ping()
     except (RedisError, OSError, TimeoutError) as exc:
         logger.warning("Health check: Redis unavailable (%s)", type(exc).__name__)
@@ -62,28 +88,49 @@ async def health(request: web.Request) -> web.Response:
         )
     details: dict[str, Any] = {}
     issues: list[dict[str, Any]] = []
-    per = 9
+    starting: list[dict[str, Any]] = []
+    declared_queues = {queue for queue, _ in declared}
     for i, q in enumerate(queues):
-        chunk = results[i * per : (i + 1) * per]
+        chunk = results[i * PER_QUEUE : (i + 1) * PER_QUEUE]
         stats = q._stats_from(chunk[:6])
         details[q.name] = stats.to_dict()
         scheduled, has_leader = int(chunk[6]), bool(chunk[7])
-        recent_failed = int(chunk[8])
+        recent_failed, aside = int(chunk[8]), int(chunk[9])
         if recent_failed >= policy.failed_threshold:
             issues.append({"queue": q.name, "reason": "failures", "count": recent_failed})
         if stats.waiting + stats.paused >= policy.waiting_threshold:
             issues.append(
                 {"queue": q.name, "reason": "backlog", "count": stats.waiting + stats.paused}
             )
-        if scheduled and not has_leader:
-            issues.append({"queue": q.name, "reason": "no_leader", "count": scheduled})
-    status = "degraded" if issues else "healthy"
+        if aside:
+            issues.append({"queue": q.name, "reason": "schedules_set_aside", "count": aside})
+        if (scheduled or q.name in declared_queues) and not has_leader:
+            issue = {"queue": q.name, "reason": "no_leader", "count": scheduled}
+            if _starting(request.app, schedulers.get(q.name)):
+                starting.append({**issue, "reason": "starting"})
+            else:
+                issues.append(issue)
+    found = results[len(queues) * PER_QUEUE :]
+    for (queue, name), exists in zip(declared, found, strict=True):
+        if not exists:
+            issues.append({"queue": queue, "reason": "schedule_missing", "schedule": name})
+    status = "degraded" if issues else "starting" if starting else "healthy"
     return reply(
         {
             "status": status,
             "message": MESSAGES[status],
             "details": details,
-            "issues": issues,
+            "issues": issues + starting,
             "timestamp": timestamp(),
         }
     )
+
+
+def _starting(app: web.Application, scheduler: Scheduler | None) -> bool:
+    """Within one lease TTL of this instance's scheduler start (or, before it has one, of
+    the app's creation)."""
+    now = time.monotonic()
+    if scheduler is not None and scheduler.started_at:
+        return now - scheduler.started_at < scheduler.lease.config.ttl_ms / 1000
+    started = app.get(STARTED_AT)
+    return started is not None and now - started.at < LeaseConfig().ttl_ms / 1000

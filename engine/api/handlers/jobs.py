@@ -1,4 +1,4 @@
-"""One job: read it, retry it, promote it, remove it."""
+"""One job: read it, retry it, promote it, remove it, cancel it."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from aiohttp import web
 from ...errors import InvalidJobState
 from ...queue import Queue
 from ..errors import ApiError
-from ..messages import job_action_body, state_conflict
+from ..messages import cancel_body, job_action_body, state_conflict
 from ..payload import json_body, ok
 from .common import actor_of, job_id_of, queue_of
 
@@ -22,9 +22,14 @@ async def get_job(request: web.Request) -> web.Response:
 
 
 async def act_on_job(queue: Queue, job_id: str, action: str, actor: str) -> None:
-    """Retry, promote or remove; a refusal is an ``ApiError`` 409 naming the state the job
-    is in (as the refusing script saw it)."""
-    method = {"retry": queue.retry_job, "promote": queue.promote_job, "remove": queue.remove_job}
+    """Retry, promote, remove or cancel; a refusal is an ``ApiError`` 409 naming the state
+    the job is in (as the refusing script saw it)."""
+    method = {
+        "retry": queue.retry_job,
+        "promote": queue.promote_job,
+        "remove": queue.remove_job,
+        "cancel": queue.cancel_job,
+    }
     try:
         await method[action](job_id, actor)
     except InvalidJobState as exc:
@@ -49,3 +54,15 @@ async def promote_job(request: web.Request) -> web.Response:
 
 async def remove_job(request: web.Request) -> web.Response:
     return await _action(request, "remove")
+
+
+async def cancel_job(request: web.Request) -> web.Response:
+    """Fail a job that has not finished, at once (a running one's handler is stopped where
+    it runs); 409 naming the state of a finished job."""
+    queue, job_id = queue_of(request), job_id_of(request)
+    await json_body(request, frozenset())
+    try:
+        was = await queue.cancel_job(job_id, actor_of(request))
+    except InvalidJobState as exc:
+        raise ApiError(409, state_conflict(job_id, "cancel", exc.state or None)) from None
+    return ok(**cancel_body(queue.name, job_id, was.value))

@@ -1,10 +1,12 @@
-"""Declared schedulers: run one now (``POST /api/queues/<scheduler>/run``), list them."""
+"""Declared schedulers: run one now (``POST /api/queues/<scheduler>/run``, with an optional
+``Idempotency-Key`` header: a retry with the same key returns the first job), list them."""
 
 from __future__ import annotations
 
 from aiohttp import web
 
 from ...keys import validate_queue_name
+from ...scheduler.admin import validate_idempotency_key
 from ..errors import ApiError
 from ..messages import run_body
 from ..payload import json_body, ok
@@ -24,7 +26,13 @@ async def run_now(request: web.Request) -> web.Response:
     # No body fields are accepted: a manual run is the scheduler's own job, never
     # caller-chosen options (mass assignment).
     await json_body(request, frozenset())
-    job = await target.run(actor_of(request))
+    key = request.headers.get("Idempotency-Key")
+    if key is not None:
+        try:
+            validate_idempotency_key(key)
+        except ValueError as exc:
+            raise ApiError(400, str(exc), field="Idempotency-Key") from None
+    job = await target.run(actor_of(request), idempotency_key=key)
     return ok(**run_body(target.label, job.id, target.queue))
 
 

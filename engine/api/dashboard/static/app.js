@@ -176,6 +176,7 @@ async function pageJob(name, id) {
   const actions = h("div", { class: "toolbar" },
     j.state === "failed" ? action("Retry", `/queues/${enc(name)}/jobs/${enc(id)}/retry`, { id: "retry" }) : null,
     j.state === "delayed" ? action("Promote", `/queues/${enc(name)}/jobs/${enc(id)}/promote`, { id: "promote" }) : null,
+    ["waiting", "delayed", "active"].includes(j.state) ? action("Cancel", `/queues/${enc(name)}/jobs/${enc(id)}/cancel`, { id: "cancel", danger: true, confirm: `Cancel job ${id}? It fails at once and is not retried${j.state === "active" ? "; its handler is stopped" : ""}.` }) : null,
     j.state !== "active" ? action("Remove", `/queues/${enc(name)}/jobs/${enc(id)}/remove`, { id: "remove", danger: true, confirm: `Remove job ${id}?`, after: () => { location.hash = back; } }) : null);
   const kv = (pairs) => h("dl", { class: "kv" }, pairs.flatMap(([k, v]) => [h("dt", {}, k), h("dd", {}, v)]));
   render(
@@ -239,7 +240,7 @@ async function pageAudit() {
   });
   render(
     h("h1", {}, "Audit"),
-    h("p", { class: "muted" }, "Who paused, resumed, cleaned, retried, promoted, removed or ran what (newest first, from the queues' event streams)."),
+    h("p", { class: "muted" }, "Who paused, resumed, cleaned, retried, promoted, removed, cancelled or ran what (newest first, from the queues' event streams)."),
     h("table", { id: "audit" },
       h("thead", {}, h("tr", {}, ["When", "Who", "Action", "Queue", "What"].map((t) => h("th", {}, t)))),
       h("tbody", {}, rows.length ? rows : [h("tr", {}, h("td", { colspan: 5, class: "muted" }, "Nothing yet"))])));
