@@ -22,6 +22,7 @@ MAX_PRIORITY = 2_097_151  # priority * 2**32 + sequence must stay exact in a dou
 MAX_DELAY_MS = 10 * 365 * 24 * 3600 * 1000
 MAX_ATTEMPTS = 1000
 MAX_TIMEOUT_MS = 7 * 24 * 3600 * 1000
+MAX_REPEAT_LIMIT = 10**9  # fires of one schedule, at most
 # Finished jobs kept when the user says nothing: bounded by default, never unbounded.
 DEFAULT_KEEP_COMPLETED = 1000
 DEFAULT_KEEP_FAILED = 5000
@@ -232,15 +233,16 @@ class Telemetry:
 @dataclass(frozen=True, slots=True)
 class Repeat:
     """Bull/BullMQ's ``repeat`` option: ``cron`` (or ``pattern``) or ``every`` (ms), ``tz``,
-    ``startDate`` / ``endDate`` (epoch ms or ISO 8601). ``QueueManager.add_job`` turns a job
-    with it into the schedule named by its ``jobId``. ``limit`` is refused: a schedule has
-    no fire count bound yet."""
+    ``startDate`` / ``endDate`` (epoch ms or ISO 8601), ``limit`` (fires in all, then the
+    schedule ends). ``QueueManager.add_job`` turns a job with it into the schedule named by
+    its ``jobId``."""
 
     cron: str | None = None
     every_ms: int | None = None
     tz: str = "UTC"
     start_ms: int | None = None
     end_ms: int | None = None
+    limit: int | None = None
 
     @classmethod
     def parse(cls, value: Any) -> Repeat:
@@ -250,8 +252,6 @@ class Repeat:
         unknown = sorted(set(value) - known)
         if unknown:
             raise ValueError(f"unknown repeat option {unknown[0]!r}")
-        if "limit" in value:
-            raise ValueError("repeat.limit is not supported: use repeat.endDate")
         cron = value.get("cron", value.get("pattern"))
         every = value.get("every")
         if (cron is None) == (every is None):
@@ -261,8 +261,11 @@ class Repeat:
         tz = value.get("tz", "UTC")
         if not isinstance(tz, str):
             raise ValueError("repeat.tz must be a time zone name")
+        limit = value.get("limit")
+        if limit is not None:
+            limit = _int("repeat.limit", limit, 1, MAX_REPEAT_LIMIT)
         return cls(cron, every, tz, _when("repeat.startDate", value.get("startDate")),
-                   _when("repeat.endDate", value.get("endDate")))  # fmt: skip
+                   _when("repeat.endDate", value.get("endDate")), limit)  # fmt: skip
 
 
 def _when(name: str, raw: Any) -> int | None:

@@ -267,6 +267,7 @@ __all__ = [
     "run_serpram_sync_now",
     "set_default_manager",
     "upsert",
+    "upsert_definition",
 ]
 
 
@@ -290,20 +291,31 @@ async def upsert(
     overlap: str = "allow",
     start_ms: int | None = None,
     end_ms: int | None = None,
+    limit: int | None = None,
     manager: QueueManager | None = None,
+    actor: str = "",
 ) -> UpsertResult:
     """Create or change an operator's schedule (idempotent: N instances calling it with the
     same definition make one schedule, and it fires once per tick, fenced by the lease).
-    ``ValueError`` naming the field; ``ScheduleIsDeclared`` for a declared one."""
-    m = _manager(manager)
+    ``limit``: end after that many fires in all. ``ValueError`` naming the field;
+    ``ScheduleIsDeclared`` for a declared one."""
     definition = define_schedule(
         name, queue, cron=cron, every_ms=every_ms, tz=timezone, start_ms=start_ms,
         end_ms=end_ms, data=data, opts=options, misfire=misfire,
-        misfire_grace_ms=misfire_grace_ms, overlap=overlap, job_name=job_name,
+        misfire_grace_ms=misfire_grace_ms, overlap=overlap, job_name=job_name, limit=limit,
     )  # fmt: skip
-    m.create_queue(queue)
-    result = await upsert_schedule(m.store, definition, api=True)
-    _lease_loop(m, queue)
+    return await upsert_definition(definition, manager=manager, actor=actor)
+
+
+async def upsert_definition(
+    definition: ScheduleDefinition, *, manager: QueueManager | None = None, actor: str = ""
+) -> UpsertResult:
+    """:func:`upsert` of a definition already built (the REST API validates its body into
+    one)."""
+    m = _manager(manager)
+    m.create_queue(definition.queue)
+    result = await upsert_schedule(m.store, definition, api=True, actor=actor)
+    _lease_loop(m, definition.queue)
     return result
 
 
@@ -373,7 +385,7 @@ async def add_repeatable(
     result = await upsert(
         schedule_name, queue=queue, cron=repeat.cron, every_ms=repeat.every_ms,
         timezone=repeat.tz, start_ms=repeat.start_ms, end_ms=repeat.end_ms, data=data,
-        options=rest, job_name=name or "", manager=manager,
+        options=rest, job_name=name or "", limit=repeat.limit, manager=manager,
     )  # fmt: skip
     nxt = result.next_fire_ms or 0
     return Job(

@@ -143,7 +143,8 @@ async def test_three_instances_adding_a_repeat_job_at_boot_make_one_schedule(red
     "repeat, message",
     [
         ({"cron": "*/5 * * * *", "every": 1000}, "exactly one"),
-        ({"limit": 3, "every": 1000}, "limit"),
+        ({"limit": 0, "every": 1000}, "repeat.limit"),
+        ({"limit": True, "every": 1000}, "repeat.limit"),
         ({"every": 1000, "tz": 5}, "tz"),
         ({"cron": "nope"}, "cron"),
         ({"every": 1000, "endDate": "yesterday"}, "endDate"),
@@ -163,3 +164,48 @@ async def test_repeat_with_cron_tz_and_end_date(manager):
     state = await schedulers.get_schedule_state(manager.store, "q", "r")
     assert (state.cron, state.tz) == ("0 9 * * 1", "Europe/Madrid")
     assert job.id == f"r:{state.next_fire_ms}"
+
+
+async def _ended(manager, queue, name):
+    events = await manager.client.xrange(manager.store.keys(queue).events)
+    return any(f.get("schedule") == name and f.get("action") == "ended" for _, f in events)
+
+
+async def test_repeat_limit_fires_that_many_ticks_across_three_instances_then_ends(
+    redis_server, prefix
+):
+    managers = [QueueManager(redis_server.url, prefix=prefix) for _ in range(3)]
+    for m in managers:
+        m.create_queue("q")
+    opts = {"jobId": "thrice", "repeat": {"every": 100, "limit": 3}}
+    try:
+        await asyncio.gather(*(m.add_job("q", {"n": 1}, opts) for m in managers))
+        m = managers[0]
+        await wait_for(lambda: _ended(m, "q", "thrice"), timeout_s=10)
+        fired = [t for t, kind in await ledger(m, "q", "thrice") if kind == "fired"]
+        assert len(fired) == 3 and fired == list(range(fired[0], fired[0] + 300, 100))
+        state = await schedulers.get_schedule_state(m.store, "q", "thrice")
+        assert (state.limit, state.fired_count, state.next_fire_ms) == (3, 3, None)
+        assert await m.client.zscore(m.store.keys("q").schedules, "thrice") == float("inf")
+        # Resuming after a pause does not bring an ended schedule back.
+        await schedulers.pause_schedule("thrice", queue="q", manager=m)
+        await schedulers.resume_schedule("thrice", queue="q", manager=m)
+        state = await schedulers.get_schedule_state(m.store, "q", "thrice")
+        assert state.next_fire_ms is None
+    finally:
+        for m in managers:
+            await m.close_all()
+
+
+async def test_a_limit_counts_past_redefinitions_lowering_ends_it_raising_revives_it(manager):
+    await schedulers.upsert("r", queue="q", every_ms=100, manager=manager)
+    await wait_for(lambda: _fired(manager, "q", "r", 2))
+    result = await schedulers.upsert("r", queue="q", every_ms=100, limit=1, manager=manager)
+    assert result.next_fire_ms is None  # fired more than that already: ended at once
+    fired = await manager.client.hget(manager.store.keys("q").schedule("r"), "fired")
+    more = int(fired) + 2
+    result = await schedulers.upsert("r", queue="q", every_ms=100, limit=more, manager=manager)
+    assert result.next_fire_ms is not None
+    await wait_for(lambda: _ended(manager, "q", "r"))
+    state = await schedulers.get_schedule_state(manager.store, "q", "r")
+    assert state.fired_count == more and state.next_fire_ms is None

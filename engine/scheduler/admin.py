@@ -43,12 +43,19 @@ class ScheduleIsDeclared(ValueError):
 
 
 async def upsert_schedule(
-    store: Store, definition: ScheduleDefinition, *, restore: bool = False, api: bool = False
+    store: Store,
+    definition: ScheduleDefinition,
+    *,
+    restore: bool = False,
+    api: bool = False,
+    actor: str = "",
 ) -> UpsertResult:
     """Register a schedule; idempotent across instances (see ``upsert_schedule-4.lua``).
     ``restore``: a declaring instance found it missing or outdated (the events say so).
     ``api``: an operator's schedule (source ``api``); raises :class:`ScheduleIsDeclared`
-    for one declared in a config, which only pause, resume and run now may touch."""
+    for one declared in a config, which only pause, resume and run now may touch.
+    ``actor``: who asked, recorded as the event's ``by``. A ``limit`` the schedule's fires
+    already reached ends it at once (``next_fire_ms`` None)."""
     keys = store.keys(definition.queue)
     now = await server_time_ms(store)
     nxt = next_fire(definition.schedule, now)
@@ -66,6 +73,8 @@ async def upsert_schedule(
             "" if nxt is None else nxt,
             store.max_events,
             "api" if api else "restore" if restore else "register",
+            "" if definition.limit is None else definition.limit,
+            actor,
         ],
     )
     if int(code) < 0:
@@ -88,6 +97,10 @@ async def upsert_schedule(
             iso_ms(nxt),
         )
     return UpsertResult(action, int(stored_next) if stored_next else None, int(stored_at))
+
+
+def limit_reached(definition: ScheduleDefinition, fired: str | None) -> bool:
+    return definition.limit is not None and int(fired or 0) >= definition.limit
 
 
 async def set_aside(store: Store, queue: str, name: str, reason: str, by: str) -> None:
@@ -133,7 +146,7 @@ async def set_schedule_paused(
     keys = store.keys(queue)
     key = keys.schedule(name)
     client = store.client
-    raw, is_paused = await client.hmget(key, "def", "paused")
+    raw, is_paused, fired = await client.hmget(key, "def", "paused", "fired")
     if raw is None:
         raise ScheduleNotFound(f"schedule {name!r} not found in queue {queue!r}")
     if bool(is_paused) == paused:
@@ -145,6 +158,8 @@ async def set_schedule_paused(
         else:
             definition = ScheduleDefinition.from_dict(orjson.loads(raw))
             nxt = next_fire(definition.schedule, await server_time_ms(store))
+            if limit_reached(definition, fired):
+                nxt = None  # it stays ended
             pipe.hdel(key, "paused")
             pipe.hset(key, "next", "" if nxt is None else nxt)
             pipe.zadd(keys.schedules, {name: float("inf") if nxt is None else nxt})
