@@ -23,6 +23,7 @@ repository ships one). Shape::
     start = 2025-11-17T00:00:00Z      # optional, TOML datetime or epoch ms
     end = 2030-01-01T00:00:00Z        # optional
     enabled = true
+    limit = 100                       # optional: end after this many fires in all
     data = { source = "serpram" }     # optional job data
     [schedules.serpram.job]           # job options (snake_case or the seed's camelCase)
     attempts = 3
@@ -71,6 +72,7 @@ _SCHEDULE = {
     "data",
     "job",
     "job_name",
+    "limit",
 }
 
 
@@ -181,6 +183,7 @@ def parse_schedule_config(name: str, raw: Mapping[str, Any]) -> ScheduleConfig:
             misfire_grace_ms=raw.get("misfire_grace_ms", DEFAULT_MISFIRE_GRACE_MS),
             overlap=raw.get("overlap", "allow"),
             job_name=raw.get("job_name", ""),
+            limit=raw.get("limit"),
         )
     except ValueError as exc:
         field_hint = "" if current == "definition" else f" field {current!r}:"

@@ -134,7 +134,16 @@ class QueueManager:
         *,
         name: str | None = None,
     ) -> Job:
-        """Add a job to a registered queue (the seed's ``queueManager.addJob``)."""
+        """Add a job to a registered queue (the seed's ``queueManager.addJob``).
+
+        With Bull's ``repeat`` option (``{"jobId": "serpram-recurring", "repeat": {"cron":
+        "*/5 * * * *"}}``) it upserts the schedule named by ``jobId`` instead (N instances
+        doing so at boot make one schedule, one fire per tick) and returns the job its next
+        fire will create (id ``<jobId>:<tick ms>``, not in Redis before that tick)."""
+        if isinstance(opts, Mapping) and "repeat" in opts:
+            from .schedulers import add_repeatable
+
+            return await add_repeatable(self, queue, data, opts, name)
         return await self.get_queue(queue).add(data, opts, name=name)
 
     # -- admin ------------------------------------------------------------------

@@ -10,6 +10,7 @@ import logging
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from .dedup import Deduplication
@@ -21,6 +22,7 @@ MAX_PRIORITY = 2_097_151  # priority * 2**32 + sequence must stay exact in a dou
 MAX_DELAY_MS = 10 * 365 * 24 * 3600 * 1000
 MAX_ATTEMPTS = 1000
 MAX_TIMEOUT_MS = 7 * 24 * 3600 * 1000
+MAX_REPEAT_LIMIT = 10**9  # fires of one schedule, at most
 # Finished jobs kept when the user says nothing: bounded by default, never unbounded.
 DEFAULT_KEEP_COMPLETED = 1000
 DEFAULT_KEEP_FAILED = 5000
@@ -55,7 +57,7 @@ BULL_IGNORED = frozenset(
 )
 # Bull / BullMQ options whose meaning a job would silently lose: refused when adding.
 BULL_REFUSED = {
-    "repeat": "use a schedule ([[schedules]] in engine.toml, or Queue.upsert_schedule)",
+    "repeat": "QueueManager.add_job turns it into a schedule (or use engine.schedulers.upsert)",
     "repeatJobKey": "use a schedule",
     "parent": "job flows are not supported",
 }
@@ -226,6 +228,60 @@ class Telemetry:
         if self.omit_context:
             out["omitContext"] = True
         return out
+
+
+@dataclass(frozen=True, slots=True)
+class Repeat:
+    """Bull/BullMQ's ``repeat`` option: ``cron`` (or ``pattern``) or ``every`` (ms), ``tz``,
+    ``startDate`` / ``endDate`` (epoch ms or ISO 8601), ``limit`` (fires in all, then the
+    schedule ends). ``QueueManager.add_job`` turns a job with it into the schedule named by
+    its ``jobId``."""
+
+    cron: str | None = None
+    every_ms: int | None = None
+    tz: str = "UTC"
+    start_ms: int | None = None
+    end_ms: int | None = None
+    limit: int | None = None
+
+    @classmethod
+    def parse(cls, value: Any) -> Repeat:
+        if not isinstance(value, Mapping):
+            raise ValueError("repeat must be a mapping")
+        known = {"cron", "pattern", "every", "tz", "startDate", "endDate", "limit"}
+        unknown = sorted(set(value) - known)
+        if unknown:
+            raise ValueError(f"unknown repeat option {unknown[0]!r}")
+        cron = value.get("cron", value.get("pattern"))
+        every = value.get("every")
+        if (cron is None) == (every is None):
+            raise ValueError("repeat needs exactly one of cron (or pattern) and every")
+        if every is not None:
+            every = _int("repeat.every", every, 1, MAX_DELAY_MS)
+        tz = value.get("tz", "UTC")
+        if not isinstance(tz, str):
+            raise ValueError("repeat.tz must be a time zone name")
+        limit = value.get("limit")
+        if limit is not None:
+            limit = _int("repeat.limit", limit, 1, MAX_REPEAT_LIMIT)
+        return cls(cron, every, tz, _when("repeat.startDate", value.get("startDate")),
+                   _when("repeat.endDate", value.get("endDate")), limit)  # fmt: skip
+
+
+def _when(name: str, raw: Any) -> int | None:
+    if raw is None:
+        return None
+    if isinstance(raw, int) and not isinstance(raw, bool):
+        return raw
+    if isinstance(raw, str):
+        try:
+            moment = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+        except ValueError:
+            pass
+        else:
+            aware = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+            return int(aware.timestamp() * 1000)
+    raise ValueError(f"{name} must be epoch ms or an ISO 8601 date, got {raw!r}")
 
 
 @dataclass(frozen=True, slots=True)

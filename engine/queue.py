@@ -408,12 +408,13 @@ class Queue(QueueReads):
         seconds, micros = await client.time()
         cutoff = int(seconds) * 1000 + int(micros) // 1000 - grace_ms
         set_key = self._state_key(job_state)
-        removed = 0
+        removed, calls = 0, 0
         while True:
             # Listed first so the script can declare every key it deletes; it re-checks each.
             ids = await client.zrangebyscore(set_key, "-inf", cutoff, start=0, num=CLEAN_BATCH)
-            if not ids:
+            if not ids and calls:
                 break
+            calls += 1  # a first call with no ids records the (empty) clean in the audit
             keys = [set_key, k.events, k.request(new_request_id())]
             for job_id in ids:
                 keys += [k.job(job_id), k.logs(job_id)]

@@ -16,20 +16,26 @@ from typing import Any
 from .config import EngineConfig, ScheduleConfig, load_config
 from .cron import parse_schedule
 from .errors import ScheduleNotFound
-from .job import Job
+from .job import Job, JobState
+from .lock import LeaseConfig
 from .manager import QueueManager
-from .options import JobOptions
+from .options import JobOptions, Repeat
 from .processors import ProcessorContext, bind
 from .queue import QueueStats
 from .scheduler import (
+    DEFAULT_MISFIRE_GRACE_MS,
     ScheduleDefinition,
     ScheduleState,
     UpsertResult,
+    define_schedule,
     get_schedule_state,
+    list_schedules,
     run_schedule_now,
     set_schedule_paused,
     upsert_schedule,
 )
+from .scheduler import remove_schedule as remove
+from .scheduler.admin import ScheduleIsDeclared
 
 SERPRAM = ScheduleConfig(
     ScheduleDefinition(
@@ -151,7 +157,14 @@ async def run_now(
     m = _manager(manager)
     d = _schedule_config(name, None).definition
     queue = m.create_queue(d.queue)
-    return await run_schedule_now(queue, name, actor, idempotency_key=idempotency_key)
+    try:
+        return await run_schedule_now(queue, name, actor, idempotency_key=idempotency_key)
+    except ScheduleNotFound:
+        # Declared here but not (or no longer) in Redis: the service is still starting, or
+        # Redis lost its data. Registering it is idempotent and never moves the next fire
+        # of a schedule another instance registered meanwhile.
+        await upsert_schedule(m.store, d)
+        return await run_schedule_now(queue, name, actor, idempotency_key=idempotency_key)
 
 
 async def get_stats(name: str, manager: QueueManager | None = None) -> QueueStats:
@@ -229,6 +242,8 @@ async def resume_ayt_scheduler(manager: QueueManager | None = None) -> None:
 __all__ = [
     "AYT",
     "SERPRAM",
+    "ScheduleIsDeclared",
+    "add_repeatable",
     "get_ayt_stats",
     "get_serpram_stats",
     "get_state",
@@ -237,14 +252,143 @@ __all__ = [
     "init_ayt_scheduler",
     "init_scheduler",
     "init_serpram_scheduler",
+    "list_all",
     "pause",
     "pause_ayt_scheduler",
+    "pause_schedule",
     "pause_serpram_scheduler",
+    "remove_schedule",
     "resume",
     "resume_ayt_scheduler",
+    "resume_schedule",
     "resume_serpram_scheduler",
     "run_ayt_sync_now",
     "run_now",
     "run_serpram_sync_now",
     "set_default_manager",
+    "upsert",
+    "upsert_definition",
 ]
+
+
+# Schedules at run time (#14): the same objects as the declared ones, with source "api".
+# A declared schedule (engine.toml) may be paused, resumed and run here, never redefined or
+# removed: its config is its source, so a restart never undoes an operator's change.
+
+
+async def upsert(
+    name: str,
+    *,
+    queue: str,
+    cron: str | None = None,
+    every_ms: int | None = None,
+    timezone: str = "UTC",
+    job_name: str = "",
+    data: Any = None,
+    options: Mapping[str, Any] | JobOptions | None = None,
+    misfire: str = "once",
+    misfire_grace_ms: int = DEFAULT_MISFIRE_GRACE_MS,
+    overlap: str = "allow",
+    start_ms: int | None = None,
+    end_ms: int | None = None,
+    limit: int | None = None,
+    manager: QueueManager | None = None,
+    actor: str = "",
+) -> UpsertResult:
+    """Create or change an operator's schedule (idempotent: N instances calling it with the
+    same definition make one schedule, and it fires once per tick, fenced by the lease).
+    ``limit``: end after that many fires in all. ``ValueError`` naming the field;
+    ``ScheduleIsDeclared`` for a declared one."""
+    definition = define_schedule(
+        name, queue, cron=cron, every_ms=every_ms, tz=timezone, start_ms=start_ms,
+        end_ms=end_ms, data=data, opts=options, misfire=misfire,
+        misfire_grace_ms=misfire_grace_ms, overlap=overlap, job_name=job_name, limit=limit,
+    )  # fmt: skip
+    return await upsert_definition(definition, manager=manager, actor=actor)
+
+
+async def upsert_definition(
+    definition: ScheduleDefinition, *, manager: QueueManager | None = None, actor: str = ""
+) -> UpsertResult:
+    """:func:`upsert` of a definition already built (the REST API validates its body into
+    one)."""
+    m = _manager(manager)
+    m.create_queue(definition.queue)
+    result = await upsert_schedule(m.store, definition, api=True, actor=actor)
+    _lease_loop(m, definition.queue)
+    return result
+
+
+def _lease_loop(m: QueueManager, queue: str) -> None:
+    """This instance contends for the queue's lease too (and re-reads its schedules now)."""
+    lease = (_config.lease if _config is not None else None) or LeaseConfig()
+    m.start_scheduler(queue, lease).wake()
+
+
+async def remove_schedule(name: str, *, queue: str, manager: QueueManager | None = None,
+                          actor: str = "") -> bool:  # fmt: skip
+    """Delete an operator's schedule and its ledger; False if there was none."""
+    m = _manager(manager)
+    source = await m.client.hget(m.store.keys(queue).schedule(name), "source")
+    if source is not None and source != "api":
+        raise ScheduleIsDeclared(f"schedule {name!r} is declared in the config: remove it there")
+    return await remove(m.store, queue, name, actor)
+
+
+async def pause_schedule(name: str, *, queue: str, manager: QueueManager | None = None,
+                         actor: str = "") -> bool:  # fmt: skip
+    """Stop firing this schedule alone (its queue keeps running); False if already paused."""
+    m = _manager(manager)
+    return await set_schedule_paused(m.store, queue, name, True, actor)
+
+
+async def resume_schedule(name: str, *, queue: str, manager: QueueManager | None = None,
+                          actor: str = "") -> bool:  # fmt: skip
+    """Fire it again from the next tick after now (no catch-up of the pause)."""
+    m = _manager(manager)
+    changed = await set_schedule_paused(m.store, queue, name, False, actor)
+    scheduler = m.schedulers.get(queue)
+    if scheduler is not None:
+        scheduler.wake()
+    return changed
+
+
+async def list_all(manager: QueueManager | None = None) -> list[ScheduleState]:
+    """Every schedule of the manager's queues, declared and API ones."""
+    m = _manager(manager)
+    out: list[ScheduleState] = []
+    for queue in sorted(m.queues):
+        for name in await list_schedules(m.store, queue):
+            try:
+                out.append(await get_schedule_state(m.store, queue, name))
+            except ScheduleNotFound:
+                continue  # removed meanwhile
+    return out
+
+
+async def add_repeatable(
+    manager: QueueManager,
+    queue: str,
+    data: Any,
+    opts: Mapping[str, Any],
+    name: str | None = None,
+) -> Job:
+    """``add_job(queue, data, {"jobId": ..., "repeat": {...}})``: the schedule ``jobId`` of
+    ``queue`` (the remaining options are its job's), upserted; returns the job its next fire
+    will enqueue."""
+    rest = {k: v for k, v in opts.items() if k not in ("repeat", "jobId", "job_id")}
+    schedule_name = opts.get("jobId", opts.get("job_id"))
+    if not isinstance(schedule_name, str):
+        raise ValueError("jobId is required with repeat: it names the schedule")
+    repeat = Repeat.parse(opts["repeat"])
+    manager.get_queue(queue)  # registered queues only, as add_job
+    result = await upsert(
+        schedule_name, queue=queue, cron=repeat.cron, every_ms=repeat.every_ms,
+        timezone=repeat.tz, start_ms=repeat.start_ms, end_ms=repeat.end_ms, data=data,
+        options=rest, job_name=name or "", limit=repeat.limit, manager=manager,
+    )  # fmt: skip
+    nxt = result.next_fire_ms or 0
+    return Job(
+        id=f"{schedule_name}:{nxt}", queue=queue, name=name or schedule_name, data=data,
+        opts=JobOptions.parse(rest), timestamp=nxt, state=JobState.DELAYED,
+    )  # fmt: skip

@@ -71,6 +71,7 @@ def test_every_field_is_read():
             "enabled": False,
             "data": {"a": 1},
             "job_name": "nightly",
+            "limit": 7,
             "job": {"attempts": 2, "priority": 3, "timeout": 1000},
         },
     )
@@ -87,7 +88,7 @@ def test_every_field_is_read():
         "nightly",
     )
     assert (d.options.attempts, d.options.priority, d.options.timeout) == (2, 3, 1000)
-    assert (sc.concurrency, sc.enabled, d.data) == (2, False, {"a": 1})
+    assert (sc.concurrency, sc.enabled, d.data, d.limit) == (2, False, {"a": 1}, 7)
 
 
 @pytest.mark.parametrize(
@@ -110,6 +111,7 @@ def test_every_field_is_read():
         ({"queue": "q", "cron": "* * * * *", "start": "yesterday"}, "'start'"),
         ({"queue": "q", "cron": "* * * * *", "start": 10, "end": 5}, "end_ms"),
         ({"queue": "q", "cron": "* * * * *", "concurrency": 0}, "concurrency"),
+        ({"queue": "q", "cron": "* * * * *", "limit": 0}, "limit"),
         ({"queue": "q", "cron": "* * * * *", "enabled": "yes"}, "enabled"),
         ({"queue": "q", "cron": "* * * * *", "colour": "red"}, "colour"),
         ({"queue": "bad name", "cron": "* * * * *"}, "queue name"),

@@ -50,7 +50,7 @@ async def test_init_serpram_registers_the_seed_schedule_and_run_now_is_processed
         return (await schedulers.get_serpram_stats(manager)).completed == 1
 
     await wait_for(completed)
-    assert any("SERPRAM - consultando desde: " in r.getMessage() for r in caplog.records)
+    assert any("SERPRAM - reading since: " in r.getMessage() for r in caplog.records)
     after = await get_schedule_state(manager.store, "serpram-sync", "serpram")
     assert after.next_fire_ms == state.next_fire_ms  # run now does not move the schedule
     assert len(manager.schedulers) == 1
@@ -146,3 +146,19 @@ async def test_overlap_skip_with_a_slow_job_drops_ticks_while_it_runs(manager):
     finished = [(int(p), int(f)) for p, f in runs if p and f]
     assert len(finished) >= 2
     assert all(nxt[0] >= prev[1] for prev, nxt in itertools.pairwise(finished))
+
+
+async def test_run_now_of_a_declared_schedule_missing_from_redis_registers_it_first(
+    manager, client
+):
+    """Before setup registered it (a request during startup), or after Redis lost its
+    data, "run now" of a declared schedule still runs: it registers the declared
+    definition (idempotent) and runs it, instead of answering not found."""
+    job = await schedulers.run_serpram_sync_now(manager)  # never initialised here
+    assert job.name == "serpram"
+    state = await get_schedule_state(manager.store, "serpram-sync", "serpram")
+    assert state.cron == "*/5 * * * *"
+    for key in await client.keys(f"{manager.prefix}:*"):
+        await client.delete(key)  # the data is gone, the process is not
+    again = await schedulers.run_serpram_sync_now(manager)
+    assert again.name == "serpram"

@@ -128,6 +128,8 @@ async def test_sigterm_mid_job_drains_and_loses_nothing(
     async with aiohttp.ClientSession() as session:
         async with engine_process(tmp_path, env) as proc:
             await wait_for(lambda: _healthy(session, proc), timeout_s=30)
+            # HTTP opens before setup registers the schedules (health says `starting`).
+            await wait_for(lambda: r.exists(keys + "schedule:slow"), timeout_s=30)
             job_ids = []
             for _ in range(3):
                 async with session.post(

@@ -38,6 +38,22 @@ def _obj(props: dict[str, Any], required: Iterable[str] | None = None) -> dict[s
     }
 
 
+_IDEMPOTENCY_KEY = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "required": False,
+    "description": "1-255 visible ASCII characters, e.g. a UUID per intended run",
+    "schema": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[!-~]+$"},
+}
+_SCHEDULE_QUEUE = {
+    "name": "queue",
+    "in": "query",
+    "required": False,
+    "description": "the schedule's queue, when the name exists in several",
+    "schema": _NAME["schema"],
+}
+
+
 def _ok(props: dict[str, Any]) -> dict[str, Any]:
     return _obj({"success": {"const": True}, **props, "timestamp": _TS})
 
@@ -316,6 +332,36 @@ OPERATIONS: dict[str, tuple[str, list[dict[str, Any]], dict[str, Any] | None, di
         [],
         None,
         _ok({"schedules": {"type": "array", "items": _ref("Schedule")}}),
+    ),
+    "delete_schedule": (
+        "Delete an operator's schedule and its ledger (a declared one answers 409)",
+        [_NAME, _SCHEDULE_QUEUE],
+        None,
+        _ok(
+            {
+                "message": {"type": "string"},
+                "queue": {"type": "string"},
+                "schedule": {"type": "string"},
+            }
+        ),
+    ),
+    "pause_schedule": (
+        "Pause one schedule (its queue keeps running)",
+        [_NAME, _SCHEDULE_QUEUE],
+        _body({}),
+        _ok({"changed": {"type": "boolean"}, "schedule": _ref("Schedule")}),
+    ),
+    "resume_schedule": (
+        "Resume one schedule (next fire from now, no catch-up)",
+        [_NAME, _SCHEDULE_QUEUE],
+        _body({}),
+        _ok({"changed": {"type": "boolean"}, "schedule": _ref("Schedule")}),
+    ),
+    "run_schedule": (
+        "Run one schedule now (Idempotency-Key: a retry returns the first job)",
+        [_NAME, _SCHEDULE_QUEUE, _IDEMPOTENCY_KEY],
+        _body({}),
+        _JOB_MSG,
     ),
     "openapi": ("This document (no auth)", [], None, {"type": "object"}),
 }

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from .errors import Handler
 from .guard import ADMIN, PUBLIC, READ
-from .handlers import consistency, docs, health, jobs, queues, runs
+from .handlers import consistency, docs, health, jobs, queues, runs, schedules
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,5 +44,15 @@ ROUTES: tuple[Route, ...] = (
     Route("POST", "/api/queues/{name}/clean/failed", queues.clean_failed, "clean_failed", ADMIN),
     Route("POST", "/api/queues/{name}/run", runs.run_now, "run_now", ADMIN),
     Route("GET", "/api/schedules", runs.list_schedules, "schedules", READ),
+    Route("DELETE", "/api/schedules/{name}", schedules.delete_schedule, "delete_schedule", ADMIN),
+    Route("POST", "/api/schedules/{name}/pause", schedules.pause_schedule, "pause_schedule", ADMIN),
+    Route(
+        "POST",
+        "/api/schedules/{name}/resume",
+        schedules.resume_schedule,
+        "resume_schedule",
+        ADMIN,
+    ),
+    Route("POST", "/api/schedules/{name}/run", schedules.run_schedule, "run_schedule", ADMIN),
     Route("GET", "/api/openapi.json", docs.openapi, "openapi", PUBLIC),
 )

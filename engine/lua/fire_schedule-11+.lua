@@ -5,12 +5,18 @@
   dropped tick in the schedule's ledger (which outlives job clean-up) and the events.
   Everything is read and checked before the first write, and no tick later than Redis TIME
   fires. Safe to resend: a copy arriving after the first one was applied finds `next`
-  already at ARGV[6] and answers "already applied" without writing.
+  already at ARGV[6] (or, when that copy reached the fire-count limit, ended with
+  `limitEnded` = ARGV[5]) and answers "already applied" without writing.
+
+  A schedule with a `limit` (Bull's repeat.limit) fires at most `limit` ticks in all: the
+  ticks past it are neither fired nor missed, and the call that reaches it ends the
+  schedule (`next` "", +inf in the zset, `limitEnded`, an `ended` event) whatever ARGV[6]
+  says, so no leader, stale or not, ever fires tick limit + 1.
 
   KEYS[1] lease       string: leader token
   KEYS[2] meta        hash: `leaderEpoch`, `seq`
   KEYS[3] schedules   zset: schedule name -> next fire ms (+inf: paused, ended or set aside)
-  KEYS[4] schedule    hash of this schedule (see upsert_schedule-3.lua)
+  KEYS[4] schedule    hash of this schedule (see upsert_schedule-4.lua)
   KEYS[5] ledger      stream of this schedule: tick, job, kind (fired / missed), reason,
                       and for a summary of unlisted dropped ticks: count, exact
   KEYS[6] wait        list: jobs without priority
@@ -38,9 +44,10 @@
   ARGV[13] events stream max length (approximate)
   ARGV[14] ledger max length (approximate)
 
-  Returns {fired, missed, now ms, 0}; {0, 0, now ms, 1} when this call had already been
-  applied (a resend); or {code, 0, now ms, 0} with code -4 not the leader, -5 schedule
-  changed (gone, paused, redefined, next or last job moved), -6 a tick is not due yet
+  Returns {fired, missed, now ms, flags}: flags 0, or 2 when this call reached the limit and
+  ended the schedule; {0, 0, now ms, 1} when this call had already been applied (a resend);
+  or {code, 0, now ms, 0} with code -4 not the leader, -5 schedule changed (gone, paused,
+  redefined, next or last job moved), -6 a tick is not due yet
 ]]
 local leaseKey, metaKey, schedulesKey, scheduleKey = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local ledgerKey, waitKey, prioritizedKey, activeKey = KEYS[5], KEYS[6], KEYS[7], KEYS[8]
@@ -59,12 +66,12 @@ if redis.call("GET", leaseKey) ~= token or redis.call("HGET", metaKey, "leaderEp
   return {-4, 0, now, 0}
 end
 local s = redis.call("HMGET", scheduleKey, "fp", "next", "paused", "jobName", "data", "opts", "pri",
-  "overlap", "lastJob")
+  "overlap", "lastJob", "limit", "fired", "limitEnded")
 if s[1] ~= fingerprint or s[3] then
   return {-5, 0, now, 0}
 end
 if s[2] ~= expectedNext then
-  if s[2] == newNext then
+  if s[2] == newNext or (s[2] == "" and s[12] == expectedNext) then
     return {0, 0, now, 1}  -- `next` only moves forward: our first copy moved it there
   end
   return {-5, 0, now, 0}
@@ -111,6 +118,8 @@ end
 
 local jobName, data, opts, priority = s[4], s[5], s[6], tonumber(s[7] or "0")
 local overlapSkip = s[8] == "skip"
+-- Fires left before the limit (nil: no limit).
+local room = s[10] and (tonumber(s[10]) - tonumber(s[11] or "0")) or nil
 
 -- Waiting (`wait` or `prioritized`), active or delayed. `wait` is a list (LPOS would be
 -- O(N)): a job sits there when its hash exists and no zset holds it.
@@ -124,17 +133,25 @@ if overlapSkip and previousJob ~= "" then
     previousRunning = f[1] ~= false and f[2] == false
   end
 end
--- Per tick: "fire", "overlap" (dropped) or "exists" (already enqueued: nothing to do).
+-- Per tick: "fire", "overlap" (dropped), "exists" (already enqueued: nothing to do) or
+-- "limit" (past the fire-count limit: the schedule ends).
 local decision = {}
 for i = 1, #fires do
-  if overlapSkip and previousRunning then
+  if room and room <= 0 then
+    decision[i] = "limit"
+  elseif overlapSkip and previousRunning then
     decision[i] = "overlap"
   elseif redis.call("EXISTS", KEYS[11 + i]) == 1 then
     decision[i] = "exists"
   else
     decision[i] = "fire"
     previousRunning = true  -- the job just enqueued is waiting
+    if room then room = room - 1 end
   end
+end
+local ended = room ~= nil and room <= 0
+if ended then
+  newNext = ""
 end
 
 -- Write.
@@ -194,6 +211,11 @@ if nFired > 0 then
   redis.call("HSET", scheduleKey, "last", lastTick, "lastJob", lastJob, "lastFiredAt", now)
   redis.call("HINCRBY", scheduleKey, "fired", nFired)
 end
+if ended then
+  redis.call("HSET", scheduleKey, "limitEnded", expectedNext)
+  redis.call("XADD", eventsKey, "MAXLEN", "~", maxEvents, "*", "event", "schedule",
+    "schedule", name, "action", "ended", "reason", "limit", "limit", s[10])
+end
 if nMissed > 0 then
   redis.call("HINCRBY", scheduleKey, "missed", nMissed)
   if extraExact == "0" and extraMissed > 0 then
@@ -201,4 +223,4 @@ if nMissed > 0 then
     redis.call("HSET", scheduleKey, "missedAtLeast", "1")
   end
 end
-return {nFired, nMissed, now, 0}
+return {nFired, nMissed, now, ended and 2 or 0}

@@ -38,11 +38,24 @@ async def server_time_ms(store: Store) -> int:
     return int(sec) * 1000 + int(usec) // 1000
 
 
+class ScheduleIsDeclared(ValueError):
+    """An API change to a schedule declared in a config (engine.toml): change it there."""
+
+
 async def upsert_schedule(
-    store: Store, definition: ScheduleDefinition, *, restore: bool = False
+    store: Store,
+    definition: ScheduleDefinition,
+    *,
+    restore: bool = False,
+    api: bool = False,
+    actor: str = "",
 ) -> UpsertResult:
     """Register a schedule; idempotent across instances (see ``upsert_schedule-4.lua``).
-    ``restore``: a declaring instance found it missing or outdated (the events say so)."""
+    ``restore``: a declaring instance found it missing or outdated (the events say so).
+    ``api``: an operator's schedule (source ``api``); raises :class:`ScheduleIsDeclared`
+    for one declared in a config, which only pause, resume and run now may touch.
+    ``actor``: who asked, recorded as the event's ``by``. A ``limit`` the schedule's fires
+    already reached ends it at once (``next_fire_ms`` None)."""
     keys = store.keys(definition.queue)
     now = await server_time_ms(store)
     nxt = next_fire(definition.schedule, now)
@@ -59,9 +72,16 @@ async def upsert_schedule(
             definition.overlap,
             "" if nxt is None else nxt,
             store.max_events,
-            "restore" if restore else "register",
+            "api" if api else "restore" if restore else "register",
+            "" if definition.limit is None else definition.limit,
+            actor,
         ],
     )
+    if int(code) < 0:
+        raise ScheduleIsDeclared(
+            f"schedule {definition.name!r} of queue {definition.queue!r} is declared in the "
+            "config (engine.toml): change it there; pause, resume and run it here"
+        )
     action: Literal["created", "updated", "unchanged"] = ("unchanged", "created", "updated")[
         int(code)
     ]
@@ -77,6 +97,10 @@ async def upsert_schedule(
             iso_ms(nxt),
         )
     return UpsertResult(action, int(stored_next) if stored_next else None, int(stored_at))
+
+
+def limit_reached(definition: ScheduleDefinition, fired: str | None) -> bool:
+    return definition.limit is not None and int(fired or 0) >= definition.limit
 
 
 async def set_aside(store: Store, queue: str, name: str, reason: str, by: str) -> None:
@@ -114,13 +138,15 @@ async def clear_aside(store: Store, queue: str, name: str, by: str) -> None:
     logger.info("Schedule %s of queue %s is readable again", name, queue)
 
 
-async def set_schedule_paused(store: Store, queue: str, name: str, paused: bool) -> bool:
+async def set_schedule_paused(
+    store: Store, queue: str, name: str, paused: bool, actor: str = ""
+) -> bool:
     """Pause (no fires; ticks while paused are neither fired nor missed) or resume (next
     fire recomputed from now: no catch-up). Returns False if it was already so."""
     keys = store.keys(queue)
     key = keys.schedule(name)
     client = store.client
-    raw, is_paused = await client.hmget(key, "def", "paused")
+    raw, is_paused, fired = await client.hmget(key, "def", "paused", "fired")
     if raw is None:
         raise ScheduleNotFound(f"schedule {name!r} not found in queue {queue!r}")
     if bool(is_paused) == paused:
@@ -132,12 +158,19 @@ async def set_schedule_paused(store: Store, queue: str, name: str, paused: bool)
         else:
             definition = ScheduleDefinition.from_dict(orjson.loads(raw))
             nxt = next_fire(definition.schedule, await server_time_ms(store))
+            if limit_reached(definition, fired):
+                nxt = None  # it stays ended
             pipe.hdel(key, "paused")
             pipe.hset(key, "next", "" if nxt is None else nxt)
             pipe.zadd(keys.schedules, {name: float("inf") if nxt is None else nxt})
         pipe.xadd(
             keys.events,
-            {"event": "schedule", "schedule": name, "action": "paused" if paused else "resumed"},
+            {
+                "event": "schedule",
+                "schedule": name,
+                "action": "paused" if paused else "resumed",
+                "by": actor,
+            },
             maxlen=store.max_events,
             approximate=True,
         )

@@ -11,7 +11,7 @@ import orjson
 
 from ..cron import Schedule, parse_schedule
 from ..keys import validate_queue_name
-from ..options import JobOptions
+from ..options import MAX_REPEAT_LIMIT, JobOptions
 
 MisfirePolicy = Literal["skip", "once", "all"]
 OverlapPolicy = Literal["allow", "skip"]
@@ -19,6 +19,7 @@ MISFIRE_POLICIES: tuple[str, ...] = ("skip", "once", "all")
 OVERLAP_POLICIES: tuple[str, ...] = ("allow", "skip")
 
 DEFAULT_MISFIRE_GRACE_MS = 60_000
+MAX_LIMIT = MAX_REPEAT_LIMIT  # fires of one schedule, at most (Bull's repeat.limit)
 # Below this an on-time fire (a few ms of scheduling jitter) could count as a misfire.
 MIN_MISFIRE_GRACE_MS = 100
 DEFAULT_LEDGER_LEN = 1000
@@ -49,7 +50,8 @@ class ScheduleDefinition:
     late), ``once`` fires one catch-up run for the latest, ``all`` fires every tick at most
     ``misfire_grace_ms`` late. ``overlap="skip"`` drops a tick while the previous run of the
     schedule is still waiting, active or backing off. Every dropped tick is a ``missed``
-    event and a ledger entry.
+    event and a ledger entry. ``limit`` (Bull's ``repeat.limit``) ends the schedule once it
+    has fired that many ticks in all (manual runs do not count).
     """
 
     name: str
@@ -61,6 +63,7 @@ class ScheduleDefinition:
     misfire_grace_ms: int = DEFAULT_MISFIRE_GRACE_MS
     overlap: OverlapPolicy = "allow"
     job_name: str = ""
+    limit: int | None = None
 
     def __post_init__(self) -> None:
         _validate_name(self.name)
@@ -75,6 +78,11 @@ class ScheduleDefinition:
                 f"misfire_grace_ms must be an integer of at least {MIN_MISFIRE_GRACE_MS}, "
                 f"got {grace!r}"
             )
+        limit = self.limit
+        if limit is not None and (
+            isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_LIMIT
+        ):
+            raise ValueError(f"limit must be an integer between 1 and {MAX_LIMIT}, got {limit!r}")
         if self.options.job_id is not None:
             raise ValueError("job options of a schedule may not set job_id (it is <name>:<tick>)")
         if self.options.delay:
@@ -91,7 +99,7 @@ class ScheduleDefinition:
         return self.job_name or self.name
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "name": self.name,
             "queue": self.queue,
             "schedule": self.schedule.to_dict(),
@@ -102,6 +110,9 @@ class ScheduleDefinition:
             "overlap": self.overlap,
             "job_name": self.job_name,
         }
+        if self.limit is not None:  # absent otherwise: older fingerprints stay the same
+            out["limit"] = self.limit
+        return out
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> ScheduleDefinition:
@@ -115,6 +126,7 @@ class ScheduleDefinition:
             misfire_grace_ms=d.get("misfire_grace_ms", DEFAULT_MISFIRE_GRACE_MS),
             overlap=d.get("overlap", "allow"),
             job_name=d.get("job_name", ""),
+            limit=d.get("limit"),
         )
 
     def fingerprint(self) -> str:
@@ -138,6 +150,7 @@ def define_schedule(
     misfire_grace_ms: int = DEFAULT_MISFIRE_GRACE_MS,
     overlap: str = "allow",
     job_name: str = "",
+    limit: int | None = None,
 ) -> ScheduleDefinition:
     """Validate everything once and build a :class:`ScheduleDefinition`.
 
@@ -154,4 +167,5 @@ def define_schedule(
         misfire_grace_ms=misfire_grace_ms,
         overlap=cast(OverlapPolicy, overlap),
         job_name=job_name,
+        limit=limit,
     )

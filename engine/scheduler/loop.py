@@ -237,7 +237,7 @@ class Scheduler:
             attributes = {"engine.queue": self.queue, "engine.ticks": len(plan.fire)}
             with tracing.span(f"fire {name}", attributes):
                 reply = await self._call_fire(name, fingerprint, due, plan, last_job or "")
-            code, missed, server_now, resent = reply
+            code, missed, server_now, flags = reply
             self._sync(server_now)
             if code == ErrorCode.NOT_LEADER:
                 self.lease.lost()
@@ -253,7 +253,7 @@ class Scheduler:
             now = server_now
         else:
             return 0.0
-        if resent:
+        if flags & 1:
             # The client re-sent the call after its first copy was applied (a lost reply):
             # the ticks are fired, this copy changed nothing.
             logger.info("Schedule %s of queue %s: fire already applied (resend)", name, self.queue)
@@ -276,6 +276,11 @@ class Scheduler:
                 "" if plan.exact else "at least ",
                 missed,
             )
+        if flags & 2:
+            logger.info(
+                "Schedule %s of queue %s ended: it fired its limit of %s tick(s)",
+                name, self.queue, definition.limit,
+            )  # fmt: skip
         return 0.0
 
     async def _plan(self, definition: ScheduleDefinition, due: int, now: int) -> FirePlan:
@@ -338,5 +343,5 @@ class Scheduler:
                     "Schedule %s of queue %s: fire acknowledged by %d of %d replica(s)",
                     name, self.queue, acked, self.wait_replicas,
                 )  # fmt: skip
-        code, missed, server_now, resent = (int(v) for v in result)
-        return code, missed, server_now, resent
+        code, missed, server_now, flags = (int(v) for v in result)
+        return code, missed, server_now, flags

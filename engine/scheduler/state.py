@@ -47,6 +47,9 @@ class ScheduleState:
     overlap: str
     missed_at_least: bool = False  # missed_count is a lower bound (a long cron outage)
     set_aside: str | None = None  # why it cannot be read where it was to fire
+    limit: int | None = None  # fires in all, then it ends (Bull's repeat.limit)
+    # "declared" (a config's: redefined only there) or "api" (an operator's)
+    source: str = "declared"
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -72,6 +75,8 @@ class ScheduleState:
             "overlap": self.overlap,
             "missedAtLeast": self.missed_at_least,
             "setAside": self.set_aside,
+            "limit": self.limit,
+            "source": self.source,
         }
 
 
@@ -136,6 +141,8 @@ async def get_schedule_state(store: Store, queue: str, name: str) -> ScheduleSta
         overlap=str(definition.get("overlap", "allow")) if definition else "?",
         missed_at_least="missedAtLeast" in h,
         set_aside=aside,
+        limit=_opt_int(h.get("limit")),
+        source=h.get("source") or "declared",
     )
 
 

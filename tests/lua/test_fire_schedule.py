@@ -267,3 +267,48 @@ async def test_job_with_priority_and_options_is_stored_as_add_job_would(store):
     }
     assert await store.client.zscore(k.prioritized, f"tick:{past}") >= 2 * 2**32
     assert await store.client.exists(k.wait) == 0
+
+
+# -- the fire-count limit (Bull's repeat.limit) ---------------------------------------------
+
+
+async def test_a_limit_caps_a_catch_up_and_ends_the_schedule_in_the_same_call(store):
+    k, past, lease, fp = await setup(store, limit=3)
+    ticks = [past + i * 1000 for i in range(5)]
+    # The caller planned five ticks and a next fire: the script fires three and ends it.
+    code, missed, _, flags = await call(store, k, lease, fp, past, past + 5000, fire=ticks)
+    assert (code, missed, flags) == (3, 0, 2)
+    c = store.client
+    assert await c.lrange(k.wait, 0, -1) == [f"tick:{t}" for t in ticks[:3]]
+    assert not await c.exists(k.job(f"tick:{ticks[3]}"))
+    h = await c.hgetall(k.schedule("tick"))
+    assert (h["next"], h["fired"], h["limitEnded"]) == ("", "3", str(past))
+    assert await c.zscore(k.schedules, "tick") == float("inf")
+    ended = [f for _, f in await c.xrange(k.events) if f.get("action") == "ended"]
+    assert ended == [{"event": "schedule", "schedule": "tick", "action": "ended",
+                      "reason": "limit", "limit": "3"}]  # fmt: skip
+    # A resend of that call (its reply lost) is recognised as applied and writes nothing.
+    before = await c.xlen(k.events)
+    again = await call(store, k, lease, fp, past, past + 5000, fire=ticks)
+    assert (again[0], again[3]) == (0, 1)
+    assert await c.llen(k.wait) == 3 and await c.xlen(k.events) == before
+
+
+async def test_a_limit_counts_fires_across_calls_and_a_stale_plan_cannot_exceed_it(store):
+    k, past, lease, fp = await setup(store, limit=2)
+    assert (await call(store, k, lease, fp, past, past + 1000, fire=[past]))[3] == 0
+    # The next call plans two more ticks: only one fits.
+    code, _, _, flags = await call(store, k, lease, fp, past + 1000, past + 3000,
+                                   fire=[past + 1000, past + 2000],
+                                   previous=await last_job(store, k))  # fmt: skip
+    assert (code, flags) == (1, 2)
+    assert await store.client.llen(k.wait) == 2
+    # Fired its limit already (say a resume gave it a next time): nothing fires, it ends.
+    await store.client.hset(k.schedule("tick"), "next", past + 3000)
+    previous = await last_job(store, k)
+    code, _, _, flags = await call(
+        store, k, lease, fp, past + 3000, past + 4000, fire=[past + 3000], previous=previous
+    )
+    assert (code, flags) == (0, 2)
+    assert await store.client.llen(k.wait) == 2
+    assert await store.client.hget(k.schedule("tick"), "next") == ""

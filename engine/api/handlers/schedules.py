@@ -1,0 +1,126 @@
+"""Schedules at run time: ``DELETE /api/schedules/{name}``, ``POST .../pause``,
+``.../resume``, ``.../run`` (admin; every change audited with the token's ``sub``). Creating
+and changing one is ``engine.schedulers.upsert`` (Python) for now: a ``PUT`` needs an OpenAPI
+schema that states every refusal (cron syntax, zones, job options) for schemathesis' ST202.
+
+A schedule declared in the config (engine.toml) may be paused, resumed and run here, but
+not redefined or removed (409): its config is its source, so a restart never silently
+undoes an operator's change and an operator's change never fights a deploy. Pause is a
+flag that registrations keep, so it survives restarts and redeploys.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from ... import schedulers
+from ...errors import ScheduleNotFound
+from ...keys import validate_queue_name
+from ...queue import Queue
+from ...scheduler import get_schedule_state, run_schedule_now
+from ...scheduler.admin import ScheduleIsDeclared, validate_idempotency_key
+from ..errors import ApiError
+from ..payload import json_body, ok
+from ..state import MANAGER
+from .common import actor_of
+
+
+def _name(request: web.Request) -> str:
+    name = request.match_info["name"]
+    try:
+        validate_queue_name(name)
+    except ValueError:
+        raise ApiError(400, "invalid schedule name", field="name") from None
+    return name
+
+
+def _queue(request: web.Request, queue: str) -> Queue:
+    try:
+        validate_queue_name(queue)
+        return request.app[MANAGER].get_queue(queue)
+    except ValueError:
+        raise ApiError(400, "invalid queue name", field="queue") from None
+    except LookupError:
+        raise ApiError(404, f"queue {queue!r} not found", field="queue") from None
+
+
+async def _locate(request: web.Request, name: str) -> Queue:
+    """The queue holding schedule ``name``: ``?queue=`` or the one registered queue that has
+    it (409 when several do)."""
+    if "queue" in request.query:
+        return _queue(request, request.query["queue"])
+    manager = request.app[MANAGER]
+    queues = list(manager.queues.values())
+    async with manager.client.pipeline(transaction=False) as pipe:
+        for q in queues:
+            pipe.exists(q.keys.schedule(name))
+        found = [q for q, hit in zip(queues, await pipe.execute(), strict=True) if hit]
+    if not found:
+        raise ApiError(404, f"schedule {name!r} not found")
+    if len(found) > 1:
+        raise ApiError(409, f"schedule {name!r} exists in several queues: give ?queue=")
+    return found[0]
+
+
+async def delete_schedule(request: web.Request) -> web.Response:
+    name = _name(request)
+    queue = await _locate(request, name)
+    try:
+        removed = await schedulers.remove_schedule(
+            name, queue=queue.name, manager=request.app[MANAGER], actor=actor_of(request)
+        )
+    except ScheduleIsDeclared as exc:
+        raise ApiError(409, str(exc)) from None
+    if not removed:
+        raise ApiError(404, f"schedule {name!r} not found")
+    return ok(message=f"Schedule {name} removed", queue=queue.name, schedule=name)
+
+
+async def _set_paused(request: web.Request, paused: bool) -> web.Response:
+    name = _name(request)
+    queue = await _locate(request, name)
+    await json_body(request, frozenset())
+    call = schedulers.pause_schedule if paused else schedulers.resume_schedule
+    try:
+        changed = await call(
+            name, queue=queue.name, manager=request.app[MANAGER], actor=actor_of(request)
+        )
+    except ScheduleNotFound:
+        raise ApiError(404, f"schedule {name!r} not found") from None
+    state = await get_schedule_state(queue.store, queue.name, name)
+    return ok(changed=changed, schedule=state.to_dict())
+
+
+async def pause_schedule(request: web.Request) -> web.Response:
+    return await _set_paused(request, True)
+
+
+async def resume_schedule(request: web.Request) -> web.Response:
+    return await _set_paused(request, False)
+
+
+async def run_schedule(request: web.Request) -> web.Response:
+    name = _name(request)
+    queue = await _locate(request, name)
+    await json_body(request, frozenset())
+    key = request.headers.get("Idempotency-Key")
+    if key is not None:
+        try:
+            validate_idempotency_key(key)
+        except ValueError as exc:
+            raise ApiError(400, str(exc), field="Idempotency-Key") from None
+    actor = actor_of(request)
+    try:
+        job = await run_schedule_now(queue, name, actor, idempotency_key=key)
+    except ScheduleNotFound:
+        raise ApiError(404, f"schedule {name!r} not found") from None
+    if key is None:  # with a key, the script wrote the audit event with the job
+        await _audit(queue, name, "manual", actor, jobId=job.id)
+    return ok(message=f"Schedule {name} run now", queue=queue.name, jobId=job.id)
+
+
+async def _audit(queue: Queue, name: str, event: str, actor: str, **extra: str) -> None:
+    fields = {"event": event, "schedule": name, "by": actor, **extra}
+    await queue.store.client.xadd(
+        queue.keys.events, fields, maxlen=queue.store.max_events, approximate=True
+    )
