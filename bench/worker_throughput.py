@@ -28,9 +28,9 @@ class _Counter:
         self.calls = 0
         self._real = engine.worker.exchange.execute
 
-    async def __call__(self, pipe: Any) -> list[Any]:
+    async def __call__(self, pipe: Any, **kwargs: Any) -> list[Any]:
         self.calls += 1
-        return await self._real(pipe)
+        return await self._real(pipe, **kwargs)
 
 
 async def _commands(manager: QueueManager) -> int:

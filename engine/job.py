@@ -108,6 +108,9 @@ class Job:
     stacktrace: list[str] = field(default_factory=list)
     return_value: Any = None
     state: JobState | None = None
+    # True on the Job an add returned instead of adding one: the add's deduplication id
+    # was held by this job (engine/dedup.py). Not stored: a fact about that add.
+    deduplicated: bool = field(default=False, compare=False)
     _runtime: JobRuntime | None = field(default=None, repr=False, compare=False)
     # Set by the Queue that produced this object: how to wait for the job's outcome.
     _waiter: Callable[[str, float | None], Awaitable[Any]] | None = field(

@@ -50,6 +50,22 @@ def validate_job_id(job_id: str) -> str:
     return job_id
 
 
+def validate_dedup_id(dedup_id: str) -> str:
+    """Return ``dedup_id`` if usable as a deduplication id, else raise ``ValueError``.
+
+    The rules of job ids, except that all digits are allowed (an order number is a natural
+    id): a dedup key has a namespace of its own, so it cannot meet the queue's counter."""
+    if not isinstance(dedup_id, str) or not dedup_id or len(dedup_id) > MAX_JOB_ID_LEN:
+        raise ValueError(
+            f"deduplication.id must be a non-empty string of at most {MAX_JOB_ID_LEN} chars"
+        )
+    if any(ch in dedup_id for ch in "{}\x00"):
+        raise ValueError(
+            f"deduplication.id {dedup_id!r} is invalid: it may not contain '{{', '}}' or NUL"
+        )
+    return dedup_id
+
+
 def _schedule_segment(name: str) -> str:
     # `schedule:<name>` and `schedule:<name>:ledger` share a namespace: a name holding ':'
     # (say `x:ledger`) would address another schedule's ledger. Schedule names are
@@ -171,6 +187,13 @@ class QueueKeys:
 
     def logs(self, job_id: str) -> str:
         return self._k(f"logs:{job_id}")
+
+    def dedup(self, dedup_id: str) -> str:
+        """The window of one deduplication id (``deduplication`` job option): holds the id
+        of the job that opened it; PX = its ttl, none when it lasts until that job
+        finishes. A namespace of its own (no job id can name it); the finishing scripts
+        derive it from the job prefix (lua/include/dedup.lua)."""
+        return self._k(f"dedup:{dedup_id}")
 
     def schedule(self, name: str) -> str:
         return self._k(f"schedule:{_schedule_segment(name)}")

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+from .dedup import Deduplication
 from .keys import validate_job_id
 
 logger = logging.getLogger("engine.options")
@@ -32,6 +33,8 @@ _ALIASES = {
     "jobId": "job_id",
     "removeOnComplete": "remove_on_complete",
     "removeOnFail": "remove_on_fail",
+    # BullMQ's deprecated name for `deduplication`, with the same meaning there.
+    "debounce": "deduplication",
 }
 # Options of Bull / BullMQ this engine does not implement, and which change nothing a
 # consumer relies on (ordering hints, log and trace limits, bookkeeping): accepted and
@@ -57,8 +60,6 @@ BULL_REFUSED = {
     "repeat": "QueueManager.add_job turns it into a schedule (or use engine.schedulers.upsert)",
     "repeatJobKey": "use a schedule",
     "parent": "job flows are not supported",
-    "deduplication": "use a fixed jobId",
-    "debounce": "use a fixed jobId",
 }
 _warned: set[str] = set()
 
@@ -81,6 +82,7 @@ _FIELDS = (
     "remove_on_complete",
     "remove_on_fail",
     "telemetry",
+    "deduplication",
 )
 
 
@@ -297,6 +299,7 @@ class JobOptions:
     )
     remove_on_fail: Retention = field(default_factory=lambda: Retention(count=DEFAULT_KEEP_FAILED))
     telemetry: Telemetry | None = None
+    deduplication: Deduplication | None = None  # engine/dedup.py
 
     @classmethod
     def parse(
@@ -362,6 +365,8 @@ class JobOptions:
             out["removeOnFail"] = self.remove_on_fail.to_json()
         if self.telemetry is not None and self.telemetry.to_json():
             out["telemetry"] = self.telemetry.to_json()
+        if self.deduplication is not None:
+            out["deduplication"] = self.deduplication.to_json()
         return out
 
     @classmethod
@@ -388,4 +393,6 @@ def _parse_field(key: str, raw: Any) -> Any:
         return None if raw is None else _int("timeout", raw, 1, MAX_TIMEOUT_MS)
     if key == "telemetry":
         return None if raw is None else Telemetry.parse(raw)
+    if key == "deduplication":
+        return None if raw is None else Deduplication.parse(raw)
     return Retention.parse(key, raw)

@@ -73,7 +73,7 @@ def bind(fn: Callable[..., Any], ctx: ProcessorContext) -> Callable[[Job], Await
 
 
 def make_sync_processor(label: str) -> Callable[[Job, ProcessorContext], Awaitable[Any]]:
-    """An idempotent sync demo that logs ``<label> - consultando desde: <timestamp>``."""
+    """An idempotent sync demo that logs ``<label> - reading since: <timestamp>``."""
 
     async def sync(job: Job, ctx: ProcessorContext) -> dict[str, Any]:
         client = ctx.manager.client
@@ -81,7 +81,7 @@ def make_sync_processor(label: str) -> Callable[[Job, ProcessorContext], Awaitab
         until = tick_of(job)
         stored = await client.get(key)
         since = int(stored) if stored is not None else until
-        logger.info("%s - consultando desde: %s", label, iso(since))
+        logger.info("%s - reading since: %s", label, iso(since))
         # The real fetch of (since, until] goes here.
         advanced = bool(await client.eval(_ADVANCE, 1, key, until))
         return {"since": iso(since), "until": iso(until), "advanced": advanced}

@@ -20,6 +20,7 @@ import orjson
 
 from . import tracing
 from .connection import execute_acked
+from .dedup import CREATED, EXISTED, REPLACED, Deduplication, call_tail
 from .errors import InvalidJobState, JobNotFound, ReplicationTimeout, raise_for_code
 from .ids import JobIds
 from .job import DEFAULT_JOB_NAME, Job, JobState
@@ -69,10 +70,11 @@ def _dumps(value: Any, what: str) -> str:
         raise ValueError(f"{what} must be JSON-serialisable: {exc}") from None
 
 
-def _outcomes(result: Sequence[Any]) -> list[tuple[str, bool, int]]:
-    """``add_job``'s reply as (job id, created, now ms) per job of the batch."""
+def _outcomes(result: Sequence[Any]) -> list[tuple[str, int, int]]:
+    """``add_job``'s reply as (job id, code, now ms) per job of the batch; the codes are
+    engine/dedup.py's CREATED, EXISTED, DEDUPLICATED, REPLACED."""
     now = int(result[0])
-    return [(str(result[i]), bool(int(result[i + 1])), now) for i in range(1, len(result), 2)]
+    return [(str(result[i]), int(result[i + 1]), now) for i in range(1, len(result), 2)]
 
 
 def _admin_reply(reply: Sequence[Any]) -> tuple[int, str]:
@@ -104,7 +106,7 @@ class Queue(QueueReads):
         self._ids = JobIds(store.client, self.keys.meta)
         # Group commit of add(): the loop with an add on the wire, and the adds waiting.
         self._in_flight: asyncio.AbstractEventLoop | None = None
-        self._gathering: list[tuple[_Prepared, asyncio.Future[tuple[str, bool, int]]]] = []
+        self._gathering: list[tuple[_Prepared, asyncio.Future[tuple[str, int, int]]]] = []
         self._sending: set[asyncio.Task[None]] = set()
 
     def __repr__(self) -> str:
@@ -149,15 +151,24 @@ class Queue(QueueReads):
             p.job_id = job_id
 
     def _add_call(self, batch: Sequence[_Prepared]) -> tuple[list[str], list[str | int]]:
-        """Keys and args of one add_job call: every job hash declared, a fresh request key."""
+        """Keys and args of one add_job call: every job hash declared, a fresh request key;
+        the deduplication tail only when a job of the batch has the option."""
         k = self.keys
         keys = [k.meta, k.wait, k.prioritized, k.delayed, k.events, k.marker]
         keys.append(k.request(new_request_id()))
-        args: list[str | int] = [self.store.resend_window_ms, self.store.max_events]
+        args: list[str | int] = [self.store.resend_window_ms, self.store.max_events, 0]
+        deduplicated: list[tuple[int, Deduplication]] = []
         for p in batch:
             keys.append(k.job(p.job_id))
             args.append(p.job_id)
             args += p.args
+            if p.options.deduplication is not None:
+                deduplicated.append((len(keys) - 7, p.options.deduplication))
+        if deduplicated:
+            args[2] = len(deduplicated)
+            tail_keys, tail_args = call_tail(k, deduplicated)
+            keys += tail_keys
+            args += tail_args
         return keys, args
 
     async def _queue_adds(self, pipe: Any, prepared: Sequence[_Prepared]) -> None:
@@ -178,6 +189,29 @@ class Queue(QueueReads):
             _waiter=self.wait_for,
         )
 
+    async def _outcome(self, job_id: str, code: int, now: int, p: _Prepared) -> Job:
+        if code == CREATED:
+            return self._added(job_id, now, p)
+        if code == EXISTED:
+            return await self._existing(job_id)
+        return await self._deduplicated(job_id, code, p)
+
+    async def _deduplicated(self, job_id: str, code: int, p: _Prepared) -> Job:
+        dedup = p.options.deduplication
+        assert dedup is not None
+        logger.info(
+            "Job not added to queue %s: deduplication id %r is held by job %s%s",
+            self.name,
+            dedup.id,
+            job_id,
+            ", whose data was replaced" if code == REPLACED else "",
+        )
+        job = await self.get_job(job_id)
+        if job is None:  # the window outlives its job (a ttl): only the id is known
+            job = Job.from_hash(self.name, job_id, {})
+        job.deduplicated = True
+        return self._bind(job)
+
     async def _existing(self, job_id: str) -> Job:
         logger.info("Job %s already exists in queue %s; not added again", job_id, self.name)
         job = await self.get_job(job_id)
@@ -193,27 +227,29 @@ class Queue(QueueReads):
         name: str | None = None,
     ) -> Job:
         """Add one job. A fixed ``job_id`` that exists already returns the existing job and
-        adds nothing. Raises ``ValueError`` naming a bad option or non-JSON data."""
+        adds nothing; so does a ``deduplication`` id whose window is open (the returned
+        job's ``deduplicated`` is then true: engine/dedup.py). Raises ``ValueError`` naming
+        a bad option or non-JSON data."""
         prepared = self._prepare(data, opts, name)
         if not prepared.job_id:
             ids = self._ids.take_now(1) or await self._ids.take(1)
             prepared.job_id = ids[0]
         if self.wait_replicas:
             (result,) = await self._add_acked([prepared])
-            ((job_id, created, now),) = _outcomes(result)
+            ((job_id, code, now),) = _outcomes(result)
         else:
-            job_id, created, now = await self._add_coalesced(prepared)
-        if not created:
-            return await self._existing(job_id)
-        return self._added(job_id, now, prepared)
+            job_id, code, now = await self._add_coalesced(prepared)
+        if code == CREATED:
+            return self._added(job_id, now, prepared)
+        return await self._outcome(job_id, code, now, prepared)
 
-    async def _add_coalesced(self, prepared: _Prepared) -> tuple[str, bool, int]:
+    async def _add_coalesced(self, prepared: _Prepared) -> tuple[str, int, int]:
         """Group commit: an add goes out at once unless one is already on the wire; then it
         waits and goes with every add made meanwhile in ONE script call, so 50 concurrent
         producers on one client share round trips while a lone producer pays nothing."""
         loop = asyncio.get_running_loop()
         if self._in_flight is loop:
-            future: asyncio.Future[tuple[str, bool, int]] = loop.create_future()
+            future: asyncio.Future[tuple[str, int, int]] = loop.create_future()
             self._gathering.append((prepared, future))
             return await future
         self._in_flight = loop
@@ -234,7 +270,7 @@ class Queue(QueueReads):
         task.add_done_callback(self._sending.discard)
 
     async def _send_adds(
-        self, batch: list[tuple[_Prepared, asyncio.Future[tuple[str, bool, int]]]]
+        self, batch: list[tuple[_Prepared, asyncio.Future[tuple[str, int, int]]]]
     ) -> None:
         try:
             async with self.store.client.pipeline(transaction=False) as pipe:
@@ -309,8 +345,10 @@ class Queue(QueueReads):
                 results = await execute(pipe)
         outcomes = [o for result in results for o in _outcomes(result)]
         return [
-            self._added(job_id, now, p) if created else await self._existing(job_id)
-            for (job_id, created, now), p in zip(outcomes, prepared, strict=True)
+            self._added(job_id, now, p)
+            if code == CREATED
+            else await self._outcome(job_id, code, now, p)
+            for (job_id, code, now), p in zip(outcomes, prepared, strict=True)
         ]
 
     async def _add_acked(self, prepared: Sequence[_Prepared]) -> list[Any]:
@@ -369,12 +407,13 @@ class Queue(QueueReads):
         seconds, micros = await client.time()
         cutoff = int(seconds) * 1000 + int(micros) // 1000 - grace_ms
         set_key = self._state_key(job_state)
-        removed = 0
+        removed, calls = 0, 0
         while True:
             # Listed first so the script can declare every key it deletes; it re-checks each.
             ids = await client.zrangebyscore(set_key, "-inf", cutoff, start=0, num=CLEAN_BATCH)
-            if not ids:
+            if not ids and calls:
                 break
+            calls += 1  # a first call with no ids records the (empty) clean in the audit
             keys = [set_key, k.events, k.request(new_request_id())]
             for job_id in ids:
                 keys += [k.job(job_id), k.logs(job_id)]

@@ -8,15 +8,21 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import redis.asyncio as aioredis
 
 from engine import Queue
+from engine.store import Store
 from tests.atomicity import (
     Call,
     Setup,
     assert_atomic_mid_migration,
     assert_atomic_under_refusals,
+    assert_refused_unchanged,
+    snapshot,
 )
-from tests.redis_servers import RedisCluster, RedisServer
+from tests.faults.real import half_migrated_slot
+from tests.helpers import crc16_slot
+from tests.redis_servers import RedisCluster, RedisServer, slot_owner
 
 
 async def _warm(q: Queue) -> None:
@@ -57,6 +63,20 @@ async def _completed_pair(q: Queue) -> None:
     await _finished(q, "completed", {"jobId": "c1"}, {"jobId": "c2"})
 
 
+_DEBOUNCE = {"deduplication": {"id": "d", "ttl": 60_000, "extend": True, "replace": True}}
+
+
+async def _debouncing(q: Queue) -> None:
+    await _warm(q)
+    await q.add({"v": 1}, {**_DEBOUNCE, "delay": 60_000})
+
+
+async def _window_of_a_removed_job(q: Queue) -> None:
+    await _warm(q)
+    job = await q.add("gone", {"deduplication": {"id": "d"}})
+    await q.remove_job(job.id)
+
+
 async def _paused(q: Queue) -> None:
     await _warm(q)
     await q.pause()
@@ -71,6 +91,18 @@ CASES: dict[str, tuple[Setup, Call]] = {
         lambda q: q.add_bulk(
             [{"data": 1}, {"data": 2, "opts": {"priority": 1}}, {"data": 3, "opts": {"delay": 9}}]
         ),
+    ),
+    "add deduplicated, new window": (
+        _warm,
+        lambda q: q.add("n", {"deduplication": {"id": "n", "ttl": 60_000}}),
+    ),
+    "add deduplicated, replacing": (
+        _debouncing,
+        lambda q: q.add({"v": 2}, {**_DEBOUNCE, "delay": 30_000}),
+    ),
+    "add deduplicated, stale window": (
+        _window_of_a_removed_job,
+        lambda q: q.add("again", {"deduplication": {"id": "d"}}),
     ),
     "retry": (_failed_with_priority, lambda q: q.retry_job("f")),
     "promote": (_delayed_with_priority, lambda q: q.promote_job("d")),
@@ -119,3 +151,28 @@ async def test_refused_mid_slot_migration_at_any_point_changes_nothing(
     prefix, name = _fresh()
     refused = await assert_atomic_mid_migration(redis_cluster, prefix, name, setup, call)
     assert refused >= 4
+
+
+async def test_a_deduplicated_add_whose_holder_moved_away_is_refused(
+    redis_cluster: RedisCluster,
+) -> None:
+    """The holder's hash is not declared (its id is read from the dedup key): moved alone,
+    the add is refused before any write, never applied as if the holder were gone. (The
+    slot check refuses it already, TRYAGAIN: an add declares keys that do not exist yet,
+    its request record and new job hash; the script's own pcall guard is a second line.)"""
+    prefix, name = _fresh()
+    base = f"{prefix}:{{{name}}}:"
+    slot = crc16_slot(base)
+    client = aioredis.Redis(port=slot_owner(redis_cluster, slot).port, decode_responses=True)
+    try:
+        q = Queue(Store(client, prefix=prefix), name)
+        await _debouncing(q)
+        holder = await client.get(q.keys.dedup("d"))
+        with half_migrated_slot(redis_cluster, slot, [q.keys.job(holder)]):
+            await assert_refused_unchanged(
+                lambda: q.add({"v": 2}, {**_DEBOUNCE, "delay": 30_000}),
+                lambda: snapshot(redis_cluster.nodes, base, slot=slot),
+                what="holder moved",
+            )
+    finally:
+        await client.aclose()

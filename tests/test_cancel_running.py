@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from engine import Job, JobFailed, JobState, QueueManager
+from engine.connection import RedisSettings
 from tests.helpers import wait_for
 from tests.redis_servers import RedisServer, create_acl_user
 
@@ -311,3 +312,47 @@ async def test_a_pool_child_that_ignores_the_stop_is_killed(
 
 async def _dead(pid: int) -> bool:
     return not _alive(pid)
+
+
+# -- Redis Cluster --------------------------------------------------------------------------
+
+
+async def test_on_a_cluster_a_worker_on_another_master_hears_the_cancel(
+    redis_cluster: Any, prefix: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The cancel channels of queues on different masters: redis-py's asyncio Cluster client
+    (8.0 on) subscribes once, on one node, and a PUBLISH made on any master reaches it."""
+    caplog.set_level(logging.INFO, "engine.worker")
+    settings = RedisSettings(url=redis_cluster.url, socket_timeout_s=2.0)
+    admin = QueueManager(prefix=prefix, settings=settings)
+    workers = QueueManager(prefix=prefix, settings=settings)
+    names = [f"cc{i}" for i in range(4)]  # spread over the masters (one slot each)
+
+    async def handler(job: Job) -> str:
+        await asyncio.Event().wait()
+        return "never"
+
+    try:
+        for name in names:
+            admin.create_queue(name)
+            await workers.process(name, handler, lease_ms=60_000, block_timeout_s=0.5)
+        notices = workers.cancel_notices
+        assert notices is not None and notices.supported
+        await admin.client.initialize()
+        nodes = {admin.client.get_node_from_key(admin.get_queue(n).keys.events).name for n in names}
+        assert len(nodes) >= 2  # the queues live on different masters
+        for name in names:
+            await _cancel_one_running(admin, name, caplog)
+    finally:
+        await workers.close_all()
+        await admin.close_all()
+
+
+async def _cancel_one_running(
+    admin: QueueManager, name: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    job = await admin.add_job(name, {})
+    await wait_for(lambda: _is(admin, name, job.id, JobState.ACTIVE), timeout_s=20)
+    await admin.cancel_job(name, job.id, "alice")
+    text = f"Job {job.id} of queue {name} cancelled (notified)"
+    await wait_for(lambda: _log(caplog, text), timeout_s=20)

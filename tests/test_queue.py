@@ -482,3 +482,10 @@ async def test_stats_count_both_waiting_structures_in_one_command(manager, clien
     assert (stats.waiting, stats.paused) == (0, 3)
     all_stats = await manager.get_all_stats()
     assert all_stats["q"].paused == 3
+
+
+async def test_a_clean_that_finds_nothing_is_audited_with_count_zero(manager):
+    q = manager.create_queue("q")
+    assert await manager.clean_failed_jobs("q", 0, actor="ops") == 0
+    (event,) = [e for e in await q.events() if e["event"] == "cleaned"]
+    assert (event["state"], event["count"], event["by"]) == ("failed", "0", "ops")

@@ -149,3 +149,28 @@ async def test_a_resent_clean_reports_what_it_removed(queue: Queue, proxy, clien
     assert await client.zcard(queue.keys.completed) == 0
     (event,) = await _events(client, queue, "cleaned")
     assert event["count"] == "2"
+
+
+async def test_a_resent_deduplicated_add_makes_one_job_and_is_not_its_own_duplicate(
+    queue: Queue, proxy: FaultProxy, client
+) -> None:
+    window = {"deduplication": {"id": "hook", "ttl": 60_000}}
+    _hold(proxy, "add_job")
+    job = await queue.add({"n": 1}, window)
+    assert _fired(proxy) == 1
+    assert not job.deduplicated
+    assert await client.lrange(queue.keys.wait, 0, -1) == [job.id]
+    assert await client.get(queue.keys.dedup("hook")) == job.id
+    assert await _events(client, queue, "deduplicated") == []
+
+
+async def test_a_resent_debounce_replaces_once(queue: Queue, proxy: FaultProxy, client) -> None:
+    window = {"deduplication": {"id": "hook", "ttl": 60_000, "replace": True}, "delay": 60_000}
+    first = await queue.add({"n": 1}, window)
+    _hold(proxy, "add_job")
+    again = await queue.add({"n": 2}, window)
+    assert _fired(proxy) == 1
+    assert again.deduplicated and again.id == first.id and again.data == {"n": 2}
+    assert await client.zcard(queue.keys.delayed) == 1
+    (event,) = await _events(client, queue, "deduplicated")
+    assert event["replaced"] == "1"

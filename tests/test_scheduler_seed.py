@@ -50,7 +50,7 @@ async def test_init_serpram_registers_the_seed_schedule_and_run_now_is_processed
         return (await schedulers.get_serpram_stats(manager)).completed == 1
 
     await wait_for(completed)
-    assert any("SERPRAM - consultando desde: " in r.getMessage() for r in caplog.records)
+    assert any("SERPRAM - reading since: " in r.getMessage() for r in caplog.records)
     after = await get_schedule_state(manager.store, "serpram-sync", "serpram")
     assert after.next_fire_ms == state.next_fire_ms  # run now does not move the schedule
     assert len(manager.schedulers) == 1

@@ -49,3 +49,39 @@ async def test_worker_status_shows_its_tasks(manager: QueueManager) -> None:
     assert status["restarts"] == 0 and status["last_error"] is None
     assert set(status["tasks"]) == {"exchange", "leases", "stalled"}
     assert status["concurrency"] == 2 and status["running"] == 0
+
+
+async def test_an_unexpected_error_in_an_exchange_is_the_supervisors_and_loses_nothing(
+    manager: QueueManager, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.ERROR, "engine.worker")
+    q = manager.create_queue("q")
+    ran: list[str] = []
+
+    async def handler(job: Job) -> None:
+        ran.append(job.id)
+
+    worker = await manager.process("q", handler, block_timeout_s=0.5)
+    exchange = worker._exchange
+    real = exchange._send
+    broken = [True]
+
+    async def send_once_broken(*args: object) -> float | None:
+        if broken and args[0]:  # the first exchange carrying a finish
+            broken.clear()
+            raise RuntimeError("a bug in the exchange")
+        return await real(*args)  # type: ignore[arg-type]
+
+    exchange._send = send_once_broken  # type: ignore[method-assign]
+    jobs = [await q.add(i) for i in range(3)]
+    for job in jobs:
+        await wait_for(lambda job=job: _completed(manager, job.id))
+    assert sorted(ran) == sorted(j.id for j in jobs)  # each ran once: nothing lost
+    status = worker.status()
+    assert status["restarts"] == 1 and "a bug in the exchange" in status["last_error"]
+    assert "task exchange failed" in caplog.text
+
+
+async def _completed(manager: QueueManager, job_id: str) -> bool:
+    job = await manager.get_job("q", job_id)
+    return job is not None and job.state == "completed"

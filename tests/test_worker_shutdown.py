@@ -113,3 +113,41 @@ async def test_shutdown_with_redis_unreachable_is_bounded(
 
 async def _active(m: QueueManager) -> bool:
     return (await m.get_stats("q0")).active == 1
+
+
+async def test_a_claim_in_doubt_when_closing_is_handed_back_at_once(
+    manager: QueueManager,
+) -> None:
+    """A claim Redis ran whose reply the worker never read (its pop cancelled by close,
+    its connection dropped): close finds it by its request id and hands its jobs back,
+    instead of leaving them to the claim deadline."""
+    from engine.keys import new_request_id
+    from tests.lua.worker_calls import calls
+
+    q = manager.create_queue("q")
+
+    async def handler(job: Job) -> None:
+        return None
+
+    worker = await manager.process("q", handler, stalled_interval_ms=600_000)
+    await wait_for(lambda: asyncio.sleep(0, worker._exchange._blocker is not None))
+    job = await q.add(1, {"delay": 3_600_000})  # not claimable by the worker meanwhile
+    await manager.client.zrem(q.keys.delayed, job.id)
+    await manager.client.rpush(q.keys.wait, job.id)
+    request_id = new_request_id()
+    # Redis runs this worker's claim; the reply is lost.
+    reply = await calls(q).claim(
+        worker_id=worker.id,
+        request_id=request_id,
+        count=1,
+        claim_ms=60_000,
+        rate=(0, 0),
+        promote_batch=10,
+    )
+    assert [j[0] for j in reply[4]] == [job.id]
+    worker._exchange._doubts.append((request_id, 1))
+    worker._closing = True  # no resend by the driver: this is close's to settle
+    await worker.close(timeout_s=0.1)
+    stats = await q.get_stats()
+    assert (stats.active, stats.waiting) == (0, 1)
+    assert (await q.events(1))[0]["event"] == "released"

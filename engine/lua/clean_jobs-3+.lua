@@ -47,6 +47,9 @@ end
 if #ids > 0 then
   redis.call("DEL", unpack(keys))
   redis.call("ZREM", setKey, unpack(ids))
+end
+-- A call given no ids is a clean that found nothing: it is audited too (count 0).
+if #ids > 0 or count == 0 then
   redis.call("XADD", eventsKey, "MAXLEN", "~", maxEvents, "*", "event", "cleaned", "state", state,
     "count", #ids, "by", actor)
 end

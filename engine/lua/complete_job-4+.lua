@@ -5,7 +5,8 @@
   with that setting, so the outcome is the one of finishing the jobs one by one. A job
   whose keepCount is 0 (Bull's removeOnComplete: true) is deleted instead of kept; its
   `completed` event then carries its return value. A stale token refuses only its own job,
-  which is left unchanged.
+  which is left unchanged. A job that opened a deduplication window without ttl closes it
+  (lua/include/dedup.lua).
 
   Error-atomic: every key it may write is declared or read (redis.pcall) before the first
   write; a resend of the same call changes nothing (the token check answers 0).
@@ -39,6 +40,7 @@ if n ~= #KEYS - 4 then
 end
 -- @include batch
 -- @include retention
+-- @include dedup
 
 local t = redis.call("TIME")
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -53,13 +55,13 @@ end
 local scores = zmscoreSliced(activeKey, ids)
 local plan = retentionPlan(completedKey, jobPrefix, now, batch)
 local codes, durations, done, finished, attempts = {}, {}, {}, {}, {}
-local trimmed = {}
+local trimmed, releases = {}, {}
 for i = 1, n do
   local b = 3 + (i - 1) * 5
   local id, token = ids[i], ARGV[b + 2]
   local keepCount, keepAgeMs = tonumber(ARGV[b + 4]), tonumber(ARGV[b + 5])
   local setting = ARGV[b + 4] .. ":" .. ARGV[b + 5]
-  local f = redis.call("HMGET", KEYS[4 + i], "tok", "pon", "atm")
+  local f = redis.call("HMGET", KEYS[4 + i], "tok", "pon", "atm", "dd")
   codes[i], durations[i] = -2, 0
   if f[1] == token then
     if not scores[i] or done[id] then
@@ -72,6 +74,7 @@ for i = 1, n do
       attempts[i] = (tonumber(f[3]) or 0) + 1
       codes[i] = 1
       finished[#finished + 1] = i
+      releases[#releases + 1] = dedupRelease(jobPrefix, id, f[4])
       if keepCount == 0 then
         plan.drop(id)
       else
@@ -103,5 +106,6 @@ for _, i in ipairs(finished) do
 end
 callSliced("ZREM", activeKey, members)
 callSliced("ZREM", claimsKey, members)
+delSliced(releases)
 plan.write()
 return {now, codes, durations}

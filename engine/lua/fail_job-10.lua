@@ -4,7 +4,8 @@
   `prioritized` by its priority) or fail it for good (`failed`, then the job's retention,
   bounded; keepCount 0, Bull's removeOnFail: true, deletes this job only). Refused unless
   the caller holds the lease. The retry delay (backoff with jitter) is computed by the
-  caller.
+  caller. A job failed for good that opened a deduplication window without ttl closes it
+  (lua/include/dedup.lua).
 
   Error-atomic: every key it may write is declared or read (redis.pcall) before the first
   write; a resend of the same call changes nothing (the token check answers 0).
@@ -46,9 +47,10 @@ local batch = tonumber(ARGV[11])
 -- @include batch
 -- @include waiting
 -- @include retention
+-- @include dedup
 
 -- READ everything first.
-local f = redis.call("HMGET", jobKey, "tok", "atm", "st", "pri")
+local f = redis.call("HMGET", jobKey, "tok", "atm", "st", "pri", "dd")
 if f[1] ~= token then
   return -2
 end
@@ -67,8 +69,9 @@ if stack ~= "" then
     table.remove(traces, 1)
   end
 end
-local plan = nil
+local plan, release = nil, nil
 if retryDelay < 0 then
+  release = dedupRelease(jobPrefix, jobId, f[5])
   plan = retentionPlan(failedKey, jobPrefix, now, batch)
   if keepCount == 0 then
     plan.drop(jobId)
@@ -82,6 +85,9 @@ end
 -- WRITE.
 redis.call("ZREM", activeKey, jobId)
 redis.call("ZREM", claimsKey, jobId)
+if release then
+  redis.call("DEL", release)
+end
 if plan and plan.removed(jobId) then
   redis.call("XADD", eventsKey, "MAXLEN", "~", maxEvents, "*", "event", "failed", "jobId", jobId,
     "attemptsMade", attempts, "failedReason", reason)

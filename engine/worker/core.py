@@ -193,6 +193,10 @@ class Worker:
                     len(leftover),
                     self.queue_name,
                 )
+        with contextlib.suppress(TimeoutError, *REDIS_ERRORS):
+            await asyncio.wait_for(
+                self._exchange.hand_back_doubts(), max(deadline - loop.time(), 0.01)
+            )
         driver = self._supervisor.tasks.get("exchange")
         if driver is not None:
             # Flush the finishes of jobs that ended in the grace period (bounded: Redis

@@ -67,6 +67,8 @@ class Exchange:
         self._backoff_until = 0.0
         # Claims whose outcome is unknown: (request id, count), resent first.
         self._doubts: list[tuple[str, int]] = []
+        # An unexpected error of an exchange task, raised by the driver (the supervisor).
+        self._failure: BaseException | None = None
         # Whether the next blocking pop carries a claim, and how many slots it asked for.
         self._warm = False
         self._block_count = 0
@@ -105,12 +107,37 @@ class Exchange:
         blocker = self._blocker
         if blocker is None:
             return
+        count, request_id = self._block_count, self._block_request
         blocker.cancel()
         await asyncio.gather(blocker, return_exceptions=True)
         if blocker.cancelled():
             w = self.worker
+            if count:
+                self._doubts.append((request_id, count))
             with contextlib.suppress(*REDIS_ERRORS, TimeoutError):
                 await asyncio.wait_for(w.store.client.zadd(w.keys.marker, {"w": 0}), flush_s)
+
+    async def hand_back_doubts(self) -> None:
+        """Closing: a claim whose outcome is unknown (its pop cancelled, its reply lost)
+        may have run. Ask for its record without claiming anything new (count 0: a resend
+        that finds no record claims nothing) and hand whatever it took back at once."""
+        w = self.worker
+        doubts, self._doubts = self._doubts, []
+        pairs: list[tuple[str, str]] = []
+        for request_id, _count in doubts:
+            try:
+                reply = await self._claim(0, request_id, None)
+            except REDIS_ERRORS:
+                continue  # its jobs come back after their claim deadline
+            pairs += [(str(job[0]), str(job[1])) for job in reply[4]]
+        if pairs:
+            released = await w._calls.release(pairs)
+            logger.info(
+                "Worker %s closing: %d job(s) of queue %s claimed as it closed handed back",
+                w.id,
+                len(released),
+                w.queue_name,
+            )
 
     async def aclose(self) -> None:
         if self._due_timer is not None:
@@ -167,6 +194,9 @@ class Exchange:
         w = self.worker
         while True:
             w._wake.clear()
+            if self._failure is not None:
+                failure, self._failure = self._failure, None
+                raise failure
             if w._closing and not w._pending and not self._inflight and not w.handling():
                 return
             backoff_s = self._backoff_until - time.monotonic()
@@ -192,6 +222,10 @@ class Exchange:
 
     def _exchanged(self, task: asyncio.Task[None]) -> None:
         self._inflight.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            # Not a Redis error (those are handled): a bug. The driver raises it, so the
+            # supervisor logs, counts and restarts it with backoff.
+            self._failure = self._failure or task.exception()
         self.worker._wake.set()
 
     async def _exchange(self, finishes: list[Finish], count: int, request_id: str) -> None:
@@ -199,6 +233,15 @@ class Exchange:
         On a Redis error, sets when the driver may try again."""
         try:
             backoff_s = await self._send(finishes, count, request_id)
+        except Exception:
+            # Whatever went wrong, nothing is lost: the finishes are kept (and resent), the
+            # claim may have run (resent by id).
+            self.finishing.requeue(
+                [f for f in finishes if f not in self.worker._pending], maybe_applied=True
+            )
+            if count:
+                self._doubts.append((request_id, count))
+            raise
         finally:
             self._reserved -= count
         if backoff_s is not None:
@@ -386,6 +429,8 @@ class Exchange:
                 }
                 with tracing.span(f"claim {self.worker.queue_name}", attributes):
                     pass  # marks the claim in the trace; each job's own span follows
+        if jobs:
+            self.worker._leases.claimed(mono)
         runner = self.worker._runner
         for raw in jobs:
             runner.start(raw, int(now_ms), mono)

@@ -76,6 +76,22 @@ class JobRunner:
 
     def _job(self, raw: list[Any], now_ms: int) -> Job:
         job_id, _token, name, data, opts, atm, ts, stc, prog = raw
+        try:  # the hot path: every field readable
+            return Job(
+                id=job_id,
+                queue=self.worker.queue_name,
+                name=name or DEFAULT_JOB_NAME,
+                data=orjson.loads(data),
+                opts=self._options(opts),
+                timestamp=int(ts),
+                attempts_made=int(atm),
+                stalled_count=int(stc),
+                progress=orjson.loads(prog) if prog else 0,
+                processed_on=now_ms,
+                state=JobState.ACTIVE,
+            )
+        except (ValueError, TypeError):
+            pass  # read again field by field, to name the one that cannot be read
         return Job(
             id=job_id,
             queue=self.worker.queue_name,
@@ -96,7 +112,8 @@ class JobRunner:
         alone, for good, without running."""
         w = self.worker
         job_id, token = raw[0], raw[1]
-        w._leases.claimed(claimed_at)
+        if (job_id, token) in w._attempts:
+            return  # a resent claim's reply naming an attempt already running here
         try:
             job = self._job(raw, now_ms)
         except UnreadableJob as exc:
@@ -179,6 +196,8 @@ class JobRunner:
             )
 
     async def _attempt(self, attempt: Attempt, holder: list[HandlerCall]) -> Finish:
+        if not tracing.ENABLED:
+            return await self._handle(attempt, holder)
         job = attempt.job
         telemetry = job.opts.telemetry
         with tracing.consuming(
@@ -196,6 +215,8 @@ class JobRunner:
     async def _handle(self, attempt: Attempt, holder: list[HandlerCall]) -> Finish:
         job = attempt.job
         timeout_ms = job.opts.timeout
+        if self.handlers.kind == "coroutine":
+            return await self._handle_here(attempt)
         call: HandlerCall | None = None
         try:
             call = self.handlers.call(job)
@@ -223,6 +244,32 @@ class JobRunner:
         except asyncio.CancelledError:
             if call is not None:
                 call.outcome.cancel()
+            raise
+        except Exception as exc:  # the handler's failure is the job's, never the worker's
+            return self.fail(attempt, exc, str(exc) or type(exc).__name__)
+        keep, age_ms = retention_args(job.opts.remove_on_complete)
+        return Finish(attempt, True, [job.id, attempt.token, rv, keep, age_ms])
+
+    async def _handle_here(self, attempt: Attempt) -> Finish:
+        """A coroutine handler runs in the attempt's own task (no task or wait of its own
+        per job: the hot path). One that ignores its timeout's cancellation holds its
+        attempt, and so its slot, until it returns; close() is bounded without it."""
+        job = attempt.job
+        timeout_ms = job.opts.timeout
+        handler = self.handlers.handler
+        try:
+            if timeout_ms is None:
+                result = await handler(job)
+            else:
+                try:
+                    async with asyncio.timeout(timeout_ms / 1000) as scope:
+                        result = await handler(job)
+                except TimeoutError:
+                    if not scope.expired():
+                        raise
+                    return self.fail(attempt, None, f"job timed out after {timeout_ms} ms")
+            rv = orjson.dumps(result).decode()
+        except asyncio.CancelledError:
             raise
         except Exception as exc:  # the handler's failure is the job's, never the worker's
             return self.fail(attempt, exc, str(exc) or type(exc).__name__)

@@ -74,6 +74,7 @@ ADMIN_TARGETS: tuple[Match, ...] = (
     Match(script="promote_job"),
     Match(script="pause_queue"),
     Match(script="clean_jobs"),
+    Match(script="cancel_job"),
     Match(command="EVALSHA"),
 )
 REFUSALS = tuple(REDIS_ERRORS)
@@ -640,7 +641,9 @@ class ModelRun:
         await self._admin("resume", "", self.admin_queue.resume)
 
     async def _admin_call(self) -> None:
-        op = self.rng.choice(("retry", "retry", "remove", "promote", "pause", "resume", "clean"))
+        op = self.rng.choice(
+            ("retry", "retry", "remove", "promote", "pause", "resume", "clean", "cancel", "cancel")
+        )
         snap = self._snap
         if op == "retry":
             job = self._pick(sorted(snap.members["failed"]))
@@ -657,6 +660,17 @@ class ModelRun:
             job = self._pick(ids)
             await self._admin(
                 op, job or "", lambda actor: self.admin_queue.remove_job(job or "x", actor)
+            )
+        elif op == "cancel":
+            # Mostly a job that can be cancelled (running ones above all), sometimes one
+            # that has finished (refused with its state).
+            live = ("active", "active", "wait", "prioritized", "delayed")
+            pool = sorted(snap.members[self.rng.choice(live)])
+            if not pool or self.rng.random() < 0.15:
+                pool = sorted(snap.members[self.rng.choice(("completed", "failed"))])
+            job = self._pick(pool)
+            await self._admin(
+                op, job or "", lambda actor: self.admin_queue.cancel_job(job or "x", actor)
             )
         elif op == "pause":
             await self._admin(op, "", self.admin_queue.pause)

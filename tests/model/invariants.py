@@ -34,6 +34,9 @@ TASK_DIED        a worker logged an internal task that died ("Task exception was
                  retrieved", "Exception in callback")
 FALSE_LEASE_LOST a worker warned of a lost lease (or a refused outcome) on a job whose
                  lease was not lost
+CANCEL           a cancelled job did not end failed "cancelled by <actor>" at once, or was
+                 claimed, retried or completed afterwards in the same life; or a cancel
+                 that answered ok recorded no `cancelled` event, or one call cancelled twice
 """
 
 from __future__ import annotations
@@ -58,7 +61,7 @@ _AFTER: dict[str, frozenset[str]] = {
     "completed": frozenset({"completed"}),
     "failed": frozenset({"failed"}),
 }
-LIFECYCLE = frozenset({*_AFTER, "retrying", "removed"})
+LIFECYCLE = frozenset({*_AFTER, "retrying", "removed", "cancelled"})
 FOREIGN = "foreign-"  # ids of jobs the driver writes as another producer would
 # Events that start a life of a job id (an add, including a re-add of a removed fixed id).
 BIRTH = frozenset({"waiting", "delayed"})
@@ -246,6 +249,7 @@ class Checker:
         self._events_agree(snap, now)
         self._vanished(snap, now)
         self._admin(now)
+        self._cancels(now)
         self.last = snap
 
     def _states(self, snap: Snapshot, now: float) -> None:
@@ -378,6 +382,7 @@ class Checker:
             expected = {True: {"completed"}, False: {"retrying", "failed"}}.get(att.ended)
             if expected is None:
                 # A job the worker cannot read fails without its handler (poison job).
+                # A cancel, next, ends the attempt whatever the handler is doing.
                 poison = nxt.name == "failed" and not att.started
                 if nxt.name in ("completed", "retrying", "failed") and not poison:
                     self.flag(
@@ -389,7 +394,8 @@ class Checker:
                         str(att.claimed_ms),
                     )
                 continue
-            if nxt.name not in expected and nxt.name != "released":
+            # A cancel supersedes whatever the handler did (its late finish changes nothing).
+            if nxt.name not in expected and nxt.name not in ("released", "cancelled"):
                 self.flag(
                     "LOST_OUTCOME",
                     att.job,
@@ -484,6 +490,56 @@ class Checker:
                 continue
             self.flag("VANISHED", job_id, f"gone while {last.name} ({last.id})", now)
 
+    def _cancels(self, now: float) -> None:
+        """A cancel fails its job in the same step, for good: the job's next lifecycle event
+        is `failed` with the cancel's reason, and nothing of that life follows (no claim,
+        retry or completion) until an operator's retry or a re-add starts a new one."""
+        for job_id, events in self.by_job.items():
+            for i, ev in enumerate(events):
+                if ev.name != "cancelled":
+                    continue
+                by = ev.fields.get("by", "")
+                reason = f"cancelled by {by}" if by else "cancelled"
+                after = events[i + 1 :]
+                if not after:
+                    continue  # its `failed` is in the next batch of the stream
+                first = after[0]
+                if first.name != "failed" or first.fields.get("failedReason") != reason:
+                    self.flag(
+                        "CANCEL",
+                        job_id,
+                        f"cancelled at {ev.id}, then {first.name} "
+                        f"{first.fields.get('failedReason', '')!r} instead of failed {reason!r}",
+                        now,
+                        ev.id,
+                    )
+                for later in after[1:]:
+                    if later.name in BIRTH or later.name in ("retried", "removed"):
+                        break
+                    if later.name in ("active", "retrying", "completed", "failed"):
+                        self.flag(
+                            "CANCEL",
+                            job_id,
+                            f"cancelled at {ev.id}, then {later.name} at {later.id} in the "
+                            "same life",
+                            now,
+                            ev.id + later.id,
+                        )
+        for rec in self.admin:
+            if rec.op != "cancel":
+                continue
+            mine = [
+                e for e in self.events if e.name == "cancelled" and e.fields.get("by") == rec.actor
+            ]
+            if len(mine) > 1:
+                self.flag(
+                    "CANCEL", rec.job, f"cancel by {rec.actor} applied {len(mine)} times", now
+                )
+            if not rec.error and not mine:
+                self.flag(
+                    "CANCEL", rec.job, f"cancel by {rec.actor} answered ok, no event", now, "none"
+                )
+
     def _admin(self, now: float) -> None:
         for rec in self.admin[self._admin_checked :]:
             if rec.error and rec.semantic:
@@ -555,6 +611,6 @@ class Checker:
         return att is not None and att.started
 
 
-_TAKEN = frozenset({"stalled", "removed", "released"})
+_TAKEN = frozenset({"stalled", "removed", "released", "cancelled"})
 _LEASE_LOST = re.compile(r"Lease lost on job (?P<job>\S+) of queue")
 _REFUSED = re.compile(r"Job (?P<job>\S+) of queue \S+: (completion|failure) refused, lease lost")

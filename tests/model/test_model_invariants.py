@@ -86,3 +86,37 @@ def test_a_killed_workers_stall_is_expected() -> None:
     c.workers["w1"].killed = (T0 + 100) / 1000
     c.check(_snap(T0 + 4600, {"2": "wait"}, [(T0 + 4600, "stalled", "2")]), [], (T0 + 4600) / 1000)
     assert "SPURIOUS_STALL" not in _codes(c)
+
+
+def _with(snap: Snapshot, fields: dict[int, dict[str, str]]) -> Snapshot:
+    """Extra fields on the snapshot's events, by index."""
+    for i, extra in fields.items():
+        ev = snap.events[i]
+        snap.events[i] = Event(ev.id, ev.ms, ev.name, {**ev.fields, **extra})
+    return snap
+
+
+def test_a_cancel_ends_its_job_failed_and_nothing_of_that_life_follows() -> None:
+    c = _checker()
+    c.check(_snap(T0, {"1": "active"}, [(T0, "waiting", "1"), (T0, "active", "1")]), [], T0 / 1000)
+    # The handler had succeeded just before: the cancel supersedes it (no LOST_OUTCOME).
+    ledger = [
+        {"ev": "start", "job": "1", "pon": T0, "p": "a1", "i": 0},
+        {"ev": "end", "job": "1", "pon": T0, "p": "a1", "i": 0, "ok": True, "t": T0 / 1000},
+    ]
+    snap = _snap(T0 + 20, {"1": "failed"}, [(T0 + 20, "cancelled", "1"), (T0 + 20, "failed", "1")])
+    _with(snap, {0: {"by": "adm1"}, 1: {"failedReason": "cancelled by adm1"}})
+    c.check(snap, ledger, (T0 + 20) / 1000)
+    assert c.violations == []
+    # Claimed again in the same life: a defect.
+    c.check(_snap(T0 + 40, {"1": "active"}, [(T0 + 40, "active", "1")]), [], (T0 + 40) / 1000)
+    assert _codes(c) == {"CANCEL"}
+
+
+def test_a_cancel_with_the_wrong_reason_is_a_defect() -> None:
+    c = _checker()
+    snap = _snap(T0, {"1": "failed"}, [(T0, "waiting", "1"), (T0, "cancelled", "1"),
+                                        (T0, "failed", "1")])  # fmt: skip
+    _with(snap, {1: {"by": "adm1"}, 2: {"failedReason": "boom"}})
+    c.check(snap, [], T0 / 1000)
+    assert _codes(c) == {"CANCEL"}
