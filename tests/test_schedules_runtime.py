@@ -9,6 +9,7 @@ import pytest
 from test_api_helpers import serve
 
 from engine import QueueManager, schedulers
+from engine.keys import validate_queue_name
 from engine.lock import LeaseConfig
 from engine.scheduler import define_schedule, upsert_schedule
 from engine.scheduler.admin import ScheduleIsDeclared
@@ -311,3 +312,16 @@ async def test_an_ended_schedule_answers_no_next_fire_in_its_state_and_events(ma
         status, got, _ = await api.call("GET", "/api/queues/q/events")
         [created] = [e for e in got["events"] if e.get("schedule") == "gone"]
         assert created["action"] == "created" and "next" not in created  # never ""
+
+
+async def test_a_name_with_a_trailing_newline_is_refused_and_creates_no_key(manager):
+    # `^...$` matched before a final newline: "q\n" was a valid queue or schedule name.
+    for bad in ("q\n", "serpram-sync\n"):
+        with pytest.raises(ValueError):
+            validate_queue_name(bad)
+    manager.create_queue("q")
+    async with serve(manager) as api:
+        body = {"queue": "q", "every_ms": 1000}
+        status, got, _ = await api.call("PUT", "/api/schedules/s%0A", json=body)
+        assert (status, got["field"]) == (400, "name")
+    assert await manager.client.zrange(manager.store.keys("q").schedules, 0, -1) == []
