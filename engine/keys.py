@@ -22,7 +22,7 @@ MAX_JOB_ID_LEN = 200
 
 def validate_queue_name(name: str) -> str:
     """Return ``name`` if it is a valid queue name, else raise ``ValueError`` naming it."""
-    if not isinstance(name, str) or not _QUEUE_NAME.match(name):
+    if not isinstance(name, str) or not _QUEUE_NAME.fullmatch(name):  # `$` alone allows "q\n"
         raise ValueError(
             f"queue name {name!r} is invalid: use 1-100 letters, digits, '_', '-' or '.', "
             "starting with a letter or digit"
@@ -32,7 +32,7 @@ def validate_queue_name(name: str) -> str:
 
 def validate_prefix(prefix: str) -> str:
     """Return ``prefix`` if it is a valid key prefix, else raise ``ValueError``."""
-    if not isinstance(prefix, str) or not _PREFIX.match(prefix):
+    if not isinstance(prefix, str) or not _PREFIX.fullmatch(prefix):
         raise ValueError(f"prefix {prefix!r} is invalid: use 1-50 letters, digits, '_', '-', '.'")
     return prefix
 

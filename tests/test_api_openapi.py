@@ -13,6 +13,7 @@ import re
 import subprocess
 import sys
 import threading
+import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,8 @@ from tests.redis_servers import RedisServer
 
 FUZZ_EXAMPLES = 25
 CLI_EXAMPLES = 10
+# The one check turned off for one operation, and why (tests/schemathesis.toml).
+ST_CONFIG = Path(__file__).resolve().parent / "schemathesis.toml"
 
 
 def test_spec_and_routes_table_agree() -> None:
@@ -109,13 +112,15 @@ def test_served_document_is_the_built_one(live_api: ServerThread) -> None:
 def test_schemathesis_cli_with_all_checks_and_phases_finds_no_failures(
     live_api: ServerThread, tmp_path: Path
 ) -> None:
-    """``st run --checks all`` as an operator would run it: examples, coverage, fuzzing and
+    """``st run`` with every check, as an operator would run it: examples, coverage, fuzzing and
     stateful phases, every check (ST202 included: the server refuses nothing the document
-    allows). Bounded examples keep it short; ``make fuzz``-sized runs are in the report."""
+    allows, but for the one operation tests/schemathesis.toml names, with why). Bounded
+    examples keep it short; ``make fuzz``-sized runs are in the report."""
     token = AUTH.mint("fuzzer", "admin")
     st = Path(sys.executable).parent / "st"
     result = subprocess.run(
-        [str(st), "run", live_api.base + "/api/openapi.json", "--checks", "all",
+        # Every check: chosen in ST_CONFIG, as `--checks all` would override its exception.
+        [str(st), "--config-file", str(ST_CONFIG), "run", live_api.base + "/api/openapi.json",
          "--max-examples", str(CLI_EXAMPLES), "--generation-deterministic",
          "-H", f"Authorization: Bearer {token}"],
         cwd=tmp_path, capture_output=True, text=True, timeout=600, check=False,
@@ -125,6 +130,25 @@ def test_schemathesis_cli_with_all_checks_and_phases_finds_no_failures(
     summary = result.stdout.split("SUMMARY")[-1]
     assert "Failures:" not in summary, summary
     assert re.search(r"(\d+) generated, \1 passed", summary), summary
+
+
+def test_the_schemathesis_config_turns_off_one_check_for_one_operation_only() -> None:
+    config = tomllib.loads(ST_CONFIG.read_text())
+    assert config == {
+        "checks": {"enabled": True},
+        "operations": [
+            {
+                "include-operation-id": "put_schedule",
+                "checks": {"positive_data_acceptance": {"enabled": False}},
+            }
+        ],
+    }
+    loaded = schemathesis.config.SchemathesisConfig.from_path(str(ST_CONFIG))
+    [op] = loaded.projects.default.operations.operations
+    checks = op.checks
+    assert not checks.positive_data_acceptance.enabled
+    assert checks.negative_data_rejection.enabled and checks.not_a_server_error.enabled
+    assert "put_schedule" in OPERATIONS
 
 
 @pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE])

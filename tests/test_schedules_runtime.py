@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 
+import orjson
 import pytest
 from test_api_helpers import serve
 
 from engine import QueueManager, schedulers
+from engine.keys import validate_queue_name
 from engine.lock import LeaseConfig
 from engine.scheduler import define_schedule, upsert_schedule
 from engine.scheduler.admin import ScheduleIsDeclared
@@ -209,3 +211,117 @@ async def test_a_limit_counts_past_redefinitions_lowering_ends_it_raising_revive
     await wait_for(lambda: _ended(manager, "q", "r"))
     state = await schedulers.get_schedule_state(manager.store, "q", "r")
     assert state.fired_count == more and state.next_fire_ms is None
+
+
+# -- PUT /api/schedules/{name} ----------------------------------------------------------------
+
+
+async def test_rest_put_creates_changes_lists_and_audits_a_schedule(manager):
+    manager.create_queue("q")
+    body = {"queue": "q", "cron": "30 6 * * 1-5", "timezone": "Europe/Madrid",
+            "data": {"report": "daily"}, "job": {"attempts": 3}, "overlap": "skip"}  # fmt: skip
+    async with serve(manager) as api:
+        status, got, _ = await api.call("PUT", "/api/schedules/report", json=body)
+        assert status == 200 and got["action"] == "created", got
+        state = got["schedule"]
+        assert (state["cron"], state["tz"], state["source"], state["overlap"]) == (
+            "30 6 * * 1-5", "Europe/Madrid", "api", "skip"
+        )  # fmt: skip
+        fires = got["nextFires"]
+        assert len(fires) == 3 and fires == sorted(fires) and fires[0] == state["nextFireMs"]
+        status, got, _ = await api.call("PUT", "/api/schedules/report", json=body)
+        assert (status, got["action"]) == (200, "unchanged")
+        status, got, _ = await api.call(
+            "PUT", "/api/schedules/report", json={**body, "cron": "0 7 * * *", "limit": 5}
+        )
+        assert (status, got["action"], got["schedule"]["limit"]) == (200, "updated", 5)
+        status, listed, _ = await api.call("GET", "/api/schedules", role="viewer")
+        assert status == 200
+        [mine] = [s for s in listed["schedules"] if s["name"] == "report"]
+        assert (mine["cron"], mine["source"], mine["queue"]) == ("0 7 * * *", "api", "q")
+    definition = orjson.loads(await manager.client.hget(manager.store.keys("q").schedule("report"),
+                                                        "def"))  # fmt: skip
+    assert definition["data"] == {"report": "daily"} and definition["options"] == {"attempts": 3}
+    events = [f for _, f in await manager.client.xrange(manager.store.keys("q").events)]
+    audit = [(f["action"], f.get("by")) for f in events if f.get("schedule") == "report"]
+    assert audit == [("created", "tester"), ("updated", "tester")]
+
+
+async def test_a_schedule_put_over_rest_fires_on_its_queue(manager):
+    manager.create_queue("q")
+    async with serve(manager) as api:
+        status, got, _ = await api.call(
+            "PUT", "/api/schedules/once", json={"queue": "q", "every_ms": 1000, "limit": 1}
+        )
+        assert status == 200, got
+    await wait_for(lambda: _ended(manager, "q", "once"))
+    [(tick, kind)] = await ledger(manager, "q", "once")
+    assert kind == "fired" and await manager.get_job("q", f"once:{tick}") is not None
+
+
+@pytest.mark.parametrize(
+    "body, status, field",
+    [
+        ({"queue": "q", "cron": "61 * * * *"}, 400, "cron"),
+        ({"queue": "q", "cron": "* * *"}, 400, "cron"),
+        ({"queue": "q"}, 400, "cron"),
+        ({"queue": "q", "cron": "* * * * *", "every_ms": 60000}, 400, "cron"),
+        ({"queue": "q", "every_ms": 10}, 400, "every_ms"),
+        ({"queue": "q", "every_ms": 1000, "timezone": "Mars/Olympus"}, 400, "timezone"),
+        ({"queue": "q", "every_ms": 1000, "start": 10, "end": 5}, 400, "end"),
+        ({"queue": "q", "every_ms": 1000, "limit": 0}, 400, "limit"),
+        ({"queue": "q", "every_ms": 1000, "job": {"attempts": 0}}, 400, "job.attempts"),
+        ({"queue": "q", "every_ms": 1000, "job": {"jobId": "x"}}, 400, "job.jobId"),
+        ({"queue": "q", "every_ms": 1000, "job": {"delay": 5}}, 400, "job.delay"),
+        ({"queue": "q", "every_ms": 1000, "misfire": "often"}, 400, "misfire"),
+        ({"queue": "q", "every_ms": 1000, "colour": "red"}, 400, "colour"),
+        ({"queue": "bad name", "every_ms": 1000}, 400, "queue"),
+        ({"queue": "elsewhere", "every_ms": 1000}, 404, "queue"),
+        ({"queue": "q", "every_ms": 1000, "job_name": "x" * 201}, 400, "job_name"),
+    ],
+)
+async def test_rest_put_refuses_a_bad_body_naming_the_field(manager, body, status, field):
+    manager.create_queue("q")
+    async with serve(manager) as api:
+        got_status, got, _ = await api.call("PUT", "/api/schedules/s", json=body)
+        assert (got_status, got.get("field")) == (status, field), got
+    assert not await manager.client.exists(manager.store.keys("q").schedule("s"))
+
+
+async def test_rest_put_of_a_declared_schedule_is_409_and_of_a_viewer_403(manager):
+    manager.create_queue("q")
+    await upsert_schedule(manager.store, define_schedule("nightly", "q", cron="0 4 * * *"))
+    async with serve(manager) as api:
+        body = {"queue": "q", "cron": "0 5 * * *"}
+        status, got, _ = await api.call("PUT", "/api/schedules/nightly", json=body)
+        assert status == 409 and "engine.toml" in got["error"]
+        status, _, _ = await api.call("PUT", "/api/schedules/other", json=body, role="viewer")
+        assert status == 403
+    stored = orjson.loads(await manager.client.hget(manager.store.keys("q").schedule("nightly"),
+                                                    "def"))  # fmt: skip
+    assert stored["schedule"]["cron"] == "0 4 * * *"
+    assert not await manager.client.exists(manager.store.keys("q").schedule("other"))
+
+
+async def test_an_ended_schedule_answers_no_next_fire_in_its_state_and_events(manager):
+    manager.create_queue("q")
+    async with serve(manager) as api:
+        body = {"queue": "q", "every_ms": 1000, "end": 1000}  # ended in 1970
+        status, got, _ = await api.call("PUT", "/api/schedules/gone", json=body)
+        assert status == 200 and got["schedule"]["nextFireMs"] is None and got["nextFires"] == []
+        status, got, _ = await api.call("GET", "/api/queues/q/events")
+        [created] = [e for e in got["events"] if e.get("schedule") == "gone"]
+        assert created["action"] == "created" and "next" not in created  # never ""
+
+
+async def test_a_name_with_a_trailing_newline_is_refused_and_creates_no_key(manager):
+    # `^...$` matched before a final newline: "q\n" was a valid queue or schedule name.
+    for bad in ("q\n", "serpram-sync\n"):
+        with pytest.raises(ValueError):
+            validate_queue_name(bad)
+    manager.create_queue("q")
+    async with serve(manager) as api:
+        body = {"queue": "q", "every_ms": 1000}
+        status, got, _ = await api.call("PUT", "/api/schedules/s%0A", json=body)
+        assert (status, got["field"]) == (400, "name")
+    assert await manager.client.zrange(manager.store.keys("q").schedules, 0, -1) == []

@@ -11,6 +11,7 @@ from ..queue import MAX_PAGE
 from .guard import ADMIN, PUBLIC
 from .payload import NUMERIC_EVENT_FIELDS
 from .routes import ROUTES, Route
+from .schedule_body import NAME_PATTERN, SCHEDULE_BODY
 
 _TS = {"type": "string", "format": "date-time", "example": "2025-11-17T23:45:00.000Z"}
 _INT = {"type": "integer", "minimum": 0}
@@ -18,7 +19,7 @@ _NAME = {
     "name": "name",
     "in": "path",
     "required": True,
-    "schema": {"type": "string", "pattern": r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}$"},
+    "schema": {"type": "string", "pattern": NAME_PATTERN},
     "example": "serpram-sync",
 }
 _JOB_ID = {
@@ -148,7 +149,7 @@ _ERRORS = {
     "401": "missing or invalid bearer token",
     "403": "the token lacks the admin role",
     "404": "unknown queue, job or scheduler",
-    "409": "the job is not in a state that allows this",
+    "409": "the job is not in a state that allows this; a schedule declared in engine.toml",
     "413": "request body too large",
     "503": "Redis unavailable",
 }
@@ -328,10 +329,26 @@ OPERATIONS: dict[str, tuple[str, list[dict[str, Any]], dict[str, Any] | None, di
         _JOB_MSG,
     ),
     "schedules": (
-        "Declared schedules with next fire times and state",
+        "Every schedule (declared in engine.toml, then the operators') with next fire times "
+        "and state",
         [],
         None,
         _ok({"schedules": {"type": "array", "items": _ref("Schedule")}}),
+    ),
+    "put_schedule": (
+        "Create or change an operator's schedule of a served queue (idempotent: the same "
+        "body again is 'unchanged'); a schedule declared in engine.toml answers 409. 400 "
+        "names the field, also for what the schema cannot say (a cron expression out of "
+        "range, end before start)",
+        [_NAME],
+        {"required": True, "content": {"application/json": {"schema": SCHEDULE_BODY}}},
+        _ok(
+            {
+                "action": {"enum": ["created", "updated", "unchanged"]},
+                "schedule": _ref("Schedule"),
+                "nextFires": {"type": "array", "items": _INT},
+            }
+        ),
     ),
     "delete_schedule": (
         "Delete an operator's schedule and its ledger (a declared one answers 409)",

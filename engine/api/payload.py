@@ -50,7 +50,9 @@ def typed_event(fields: Mapping[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = dict(fields)
     for name in NUMERIC_EVENT_FIELDS.intersection(out):
         value = out[name]
-        if isinstance(value, str) and value.lstrip("-").isdigit():
+        if value == "":  # none (an ended schedule's `next`): left out, never a string
+            del out[name]
+        elif isinstance(value, str) and value.lstrip("-").isdigit():
             out[name] = int(value)
     return out
 

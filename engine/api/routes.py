@@ -43,7 +43,8 @@ ROUTES: tuple[Route, ...] = (
     ),
     Route("POST", "/api/queues/{name}/clean/failed", queues.clean_failed, "clean_failed", ADMIN),
     Route("POST", "/api/queues/{name}/run", runs.run_now, "run_now", ADMIN),
-    Route("GET", "/api/schedules", runs.list_schedules, "schedules", READ),
+    Route("GET", "/api/schedules", schedules.list_schedules, "schedules", READ),
+    Route("PUT", "/api/schedules/{name}", schedules.put_schedule, "put_schedule", ADMIN),
     Route("DELETE", "/api/schedules/{name}", schedules.delete_schedule, "delete_schedule", ADMIN),
     Route("POST", "/api/schedules/{name}/pause", schedules.pause_schedule, "pause_schedule", ADMIN),
     Route(

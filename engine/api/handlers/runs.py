@@ -1,5 +1,5 @@
 """Declared schedulers: run one now (``POST /api/queues/<scheduler>/run``, with an optional
-``Idempotency-Key`` header: a retry with the same key returns the first job), list them."""
+``Idempotency-Key`` header: a retry with the same key returns the first job)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from ...scheduler.admin import validate_idempotency_key
 from ..errors import ApiError
 from ..messages import run_body
 from ..payload import json_body, ok
-from ..state import RUN_TARGETS, SCHEDULES
+from ..state import RUN_TARGETS
 from .common import actor_of
 
 
@@ -34,9 +34,3 @@ async def run_now(request: web.Request) -> web.Response:
             raise ApiError(400, str(exc), field="Idempotency-Key") from None
     job = await target.run(actor_of(request), idempotency_key=key)
     return ok(**run_body(target.label, job.id, target.queue))
-
-
-async def list_schedules(request: web.Request) -> web.Response:
-    reader = request.app[SCHEDULES]
-    schedules = await reader() if reader is not None else []
-    return ok(schedules=schedules)

@@ -1,7 +1,7 @@
-"""Schedules at run time: ``DELETE /api/schedules/{name}``, ``POST .../pause``,
-``.../resume``, ``.../run`` (admin; every change audited with the token's ``sub``). Creating
-and changing one is ``engine.schedulers.upsert`` (Python) for now: a ``PUT`` needs an OpenAPI
-schema that states every refusal (cron syntax, zones, job options) for schemathesis' ST202.
+"""Schedules at run time: ``PUT /api/schedules/{name}`` (create or change; the body is
+:mod:`..schedule_body`), ``DELETE``, ``POST .../pause``, ``.../resume``, ``.../run`` (admin;
+every change audited with the token's ``sub``), and ``GET /api/schedules`` (every schedule,
+declared and the operators').
 
 A schedule declared in the config (engine.toml) may be paused, resumed and run here, but
 not redefined or removed (409): its config is its source, so a restart never silently
@@ -11,18 +11,25 @@ flag that registrations keep, so it survives restarts and redeploys.
 
 from __future__ import annotations
 
+from typing import Any
+
 from aiohttp import web
 
 from ... import schedulers
+from ...cron import Schedule, preview
 from ...errors import ScheduleNotFound
 from ...keys import validate_queue_name
 from ...queue import Queue
 from ...scheduler import get_schedule_state, run_schedule_now
 from ...scheduler.admin import ScheduleIsDeclared, validate_idempotency_key
+from ...scheduler.state import ScheduleState
 from ..errors import ApiError
 from ..payload import json_body, ok
-from ..state import MANAGER
+from ..schedule_body import FIELDS, definition_of
+from ..state import MANAGER, SCHEDULES
 from .common import actor_of
+
+NEXT_FIRES = 3
 
 
 def _name(request: web.Request) -> str:
@@ -60,6 +67,48 @@ async def _locate(request: web.Request, name: str) -> Queue:
     if len(found) > 1:
         raise ApiError(409, f"schedule {name!r} exists in several queues: give ?queue=")
     return found[0]
+
+
+def next_fires(schedule: Schedule, first: int | None, count: int = NEXT_FIRES) -> list[int]:
+    """``first`` (the stored next fire) and the ``count - 1`` after it."""
+    if first is None:
+        return []
+    return [first, *preview(schedule, first, count - 1)]
+
+
+async def put_schedule(request: web.Request) -> web.Response:
+    name = _name(request)
+    body = await json_body(request, FIELDS)
+    definition = definition_of(name, body)
+    queue = _queue(request, definition.queue)
+    try:
+        result = await schedulers.upsert_definition(
+            definition, manager=request.app[MANAGER], actor=actor_of(request)
+        )
+    except ScheduleIsDeclared as exc:
+        raise ApiError(409, str(exc)) from None
+    state = await get_schedule_state(queue.store, queue.name, name)
+    return ok(
+        action=result.action,
+        schedule=state.to_dict(),
+        nextFires=next_fires(definition.schedule, state.next_fire_ms),
+    )
+
+
+async def list_schedules(request: web.Request) -> web.Response:
+    """The declared schedules (the service's reader: also those not registered yet), then
+    every other schedule of the served queues."""
+    reader = request.app[SCHEDULES]
+    out: list[dict[str, Any]] = await reader() if reader is not None else []
+    listed = {(s["queue"], s["name"]) for s in out}
+    for state in await schedulers.list_all(request.app[MANAGER]):
+        if (state.queue, state.name) not in listed:
+            out.append(_listed(state))
+    return ok(schedules=out)
+
+
+def _listed(state: ScheduleState) -> dict[str, Any]:
+    return {**state.to_dict(), "registered": True}
 
 
 async def delete_schedule(request: web.Request) -> web.Response:
