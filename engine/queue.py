@@ -117,7 +117,7 @@ class Queue(QueueReads):
         self, data: Any, opts: Mapping[str, Any] | JobOptions | None, name: str | None
     ) -> _Prepared:
         options = JobOptions.parse(opts, self.default_job_options)
-        if tracing.ENABLED:
+        if tracing.active():
             options = self._traced(options)
         job_name = DEFAULT_JOB_NAME if name is None else name
         if not isinstance(job_name, str) or not job_name or len(job_name) > MAX_JOB_NAME_LEN:
