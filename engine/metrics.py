@@ -110,6 +110,16 @@ class EngineMetrics:
         self.redis_up = Gauge(
             "engine_redis_up", "1 when Redis answered the last scrape.", registry=r
         )
+        self.worker_restarts = Gauge(
+            "engine_worker_task_restarts",
+            "Unexpected failures (each restarted with backoff) of a worker's internal task "
+            "(exchange, leases, stalled) in this process since the worker started.",
+            ["queue", "worker", "task"], registry=r,
+        )  # fmt: skip
+        self.worker_running = Gauge(
+            "engine_worker_running_jobs", "Handlers running now in this process's workers.",
+            ["queue", "worker"], registry=r,
+        )  # fmt: skip
 
     def observe(self, events: Sequence[Event]) -> None:
         """Feed listener: turn one batch of stream events into counter and histogram samples."""
@@ -134,8 +144,21 @@ class EngineMetrics:
             elif kind == "schedule" and ev.fields.get("action") == "restored":
                 self.schedule_restored.labels(ev.queue, ev.fields.get("schedule", "")).inc()
 
+    def _workers(self) -> None:
+        """This process's workers, from their own status (no Redis call)."""
+        self.worker_restarts.clear()
+        self.worker_running.clear()
+        for worker in self.manager.workers:
+            status = worker.status()
+            self.worker_running.labels(worker.queue_name, worker.id).set(status["running"])
+            for task, info in status["tasks"].items():
+                self.worker_restarts.labels(worker.queue_name, worker.id, task).set(
+                    int(info["restarts"])
+                )
+
     async def refresh(self) -> None:
         """Read queue state: stats, pause flag and lease of every queue, one round trip."""
+        self._workers()
         queues = list(self.manager.queues.values())
         declared = [
             (queue, name)

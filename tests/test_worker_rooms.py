@@ -9,7 +9,9 @@ import pytest
 from helpers import wait_for
 
 from engine import Job, QueueManager
+from engine.metrics import EngineMetrics
 from engine.worker.supervisor import Supervisor
+from tests.test_api_helpers import serve
 
 
 async def test_a_failing_task_is_logged_with_its_traceback_restarted_and_counted(
@@ -85,3 +87,34 @@ async def test_an_unexpected_error_in_an_exchange_is_the_supervisors_and_loses_n
 async def _completed(manager: QueueManager, job_id: str) -> bool:
     job = await manager.get_job("q", job_id)
     return job is not None and job.state == "completed"
+
+
+async def test_a_restarted_worker_task_shows_in_health_and_metrics(manager: QueueManager) -> None:
+    q = manager.create_queue("q")
+
+    async def handler(job: Job) -> None:
+        return None
+
+    worker = await manager.process("q", handler, block_timeout_s=0.5)
+    real = worker._exchange._send
+    broken = [True]
+
+    async def send_once_broken(*args: object) -> float | None:
+        if broken:
+            broken.clear()
+            raise RuntimeError("a bug in the exchange")
+        return await real(*args)  # type: ignore[arg-type]
+
+    worker._exchange._send = send_once_broken  # type: ignore[method-assign]
+    job = await q.add(1)
+    await wait_for(lambda: _completed(manager, job.id))
+    async with serve(manager) as api:
+        status, body, _ = await api.call("GET", "/api/queues/health")
+    assert status == 200 and body["status"] == "degraded"
+    assert {"queue": "q", "reason": "worker_task_restarted", "task": "exchange", "count": 1} in (
+        body["issues"]
+    )
+    text = (await EngineMetrics(manager).render()).decode()
+    assert (
+        f'engine_worker_task_restarts{{queue="q",task="exchange",worker="{worker.id}"}} 1.0' in text
+    )

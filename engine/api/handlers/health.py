@@ -3,7 +3,8 @@
 ``unhealthy`` (503) when Redis does not answer in time; ``degraded`` when a queue has
 failures piling up, a large backlog, schedules and no leader to fire them, a schedule this
 instance declares missing from Redis (until it is registered again), or schedules set
-aside because their definition cannot be read. ``starting`` (200) instead of ``no_leader``
+aside because their definition cannot be read, or a worker of this instance had an internal
+task fail (and restarted) within the failure window. ``starting`` (200) instead of ``no_leader``
 during the first lease TTL after this instance started its scheduler (or the app, before
 any scheduler started): leases are taken a moment after HTTP opens.
 """
@@ -25,6 +26,7 @@ from ..state import MANAGER, SETTINGS
 
 if TYPE_CHECKING:
     from ...scheduler import Scheduler
+    from ...worker import Worker
 
 logger = logging.getLogger("engine.api")
 
@@ -110,6 +112,7 @@ async def health(request: web.Request) -> web.Response:
                 starting.append({**issue, "reason": "starting"})
             else:
                 issues.append(issue)
+    issues += _worker_issues(manager.workers, policy.failed_window_ms / 1000)
     found = results[len(queues) * PER_QUEUE :]
     for (queue, name), exists in zip(declared, found, strict=True):
         if not exists:
@@ -124,6 +127,26 @@ async def health(request: web.Request) -> web.Response:
             "timestamp": timestamp(),
         }
     )
+
+
+def _worker_issues(workers: list[Worker], window_s: float) -> list[dict[str, Any]]:
+    """A worker task that failed unexpectedly within the window (it was restarted with
+    backoff: the worker still runs, but something is wrong)."""
+    now = time.time()
+    out: list[dict[str, Any]] = []
+    for worker in workers:
+        for task, info in worker.status()["tasks"].items():
+            at = info["last_error_at"]
+            if at is not None and now - float(at) < window_s:
+                out.append(
+                    {
+                        "queue": worker.queue_name,
+                        "reason": "worker_task_restarted",
+                        "task": task,
+                        "count": int(info["restarts"]),
+                    }
+                )
+    return out
 
 
 def _starting(app: web.Application, scheduler: Scheduler | None) -> bool:
