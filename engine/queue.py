@@ -25,6 +25,7 @@ from .errors import InvalidJobState, JobNotFound, ReplicationTimeout, raise_for_
 from .ids import JobIds
 from .job import DEFAULT_JOB_NAME, Job, JobState
 from .keys import QueueKeys, new_request_id, validate_queue_name
+from .logs import job_fields
 from .options import JobOptions, Telemetry
 from .reads import MAX_PAGE, QueueReads, QueueStats, listed_state
 from .scripts import LuaScript, execute
@@ -178,7 +179,9 @@ class Queue(QueueReads):
             await self.store.scripts.add_job(keys, args, client=pipe)
 
     def _added(self, job_id: str, now: int, p: _Prepared) -> Job:
-        logger.info("Job %s added to queue %s", job_id, self.name)
+        logger.info(
+            "Job %s added to queue %s", job_id, self.name, extra=job_fields(job_id, self.name)
+        )
         return Job(
             id=job_id,
             queue=self.name,

@@ -155,3 +155,25 @@ async def test_the_service_writes_json_lines_and_folds_a_malformed_request_flood
     assert malformed[1]["repeated"] == 49 and malformed[0]["level"] == "WARNING"
     assert not [line for line in lines if line["level"] in ("ERROR", "CRITICAL")]
     assert {"ts", "level", "logger", "message"} <= set(lines[0])
+
+
+async def test_the_lifecycle_lines_of_a_real_job_carry_its_fields(manager, caplog) -> None:  # type: ignore[no-untyped-def]
+    caplog.set_level(logging.INFO, "engine")
+    queue = manager.create_queue("fields")
+    job = await queue.add({"n": 1})
+
+    async def handler(job):  # type: ignore[no-untyped-def]
+        return 1
+
+    await manager.process("fields", handler)
+    assert await job.wait(timeout_s=30) == 1
+    tagged = [r for r in caplog.records if getattr(r, "job_id", None) == job.id]
+    assert all(r.queue == "fields" for r in tagged)
+    messages = [r.getMessage() for r in tagged]
+    for line in (
+        f"Job {job.id} added to queue fields",
+        f"Job {job.id} active in queue fields",
+        f"Processing job {job.id} of queue fields",
+        f"Job {job.id} completed in queue fields",
+    ):
+        assert any(m.startswith(line) for m in messages), line

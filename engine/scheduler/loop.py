@@ -16,6 +16,7 @@ from ..cron import next_fire
 from ..errors import ErrorCode
 from ..keys import validate_queue_name
 from ..lock import LeaderLease, LeaseConfig
+from ..logs import job_fields
 from ..store import Store
 from .admin import clear_aside, set_aside
 from .declared import DeclaredSchedules
@@ -267,6 +268,7 @@ class Scheduler:
                 code,
                 self.queue,
                 iso_ms(plan.fire[-1]) if plan.fire else None,
+                extra=job_fields(queue=self.queue, schedule=name),
             )
         if missed:
             logger.warning(

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..errors import UnrecoverableError
+from ..logs import job_fields
 from .attempt import Finish
 from .outage import Verdict, classify
 
@@ -135,7 +136,11 @@ class Finishing:
         w._attempts.pop((attempt.job.id, attempt.token), None)
         if code == 1:
             logger.info(
-                "Job %s completed in queue %s (%d ms)", attempt.job.id, w.queue_name, duration_ms
+                "Job %s completed in queue %s (%d ms)",
+                attempt.job.id,
+                w.queue_name,
+                duration_ms,
+                extra=job_fields(attempt.job.id, w.queue_name),
             )
         elif code == -2:
             self._lease_lost(f)
@@ -159,8 +164,15 @@ class Finishing:
                 job.opts.attempts,
                 f.reason,
                 f.delay_ms,
+                extra=job_fields(job.id, w.queue_name),
             )
             if f.delay_ms > 0:
                 w._exchange.learn_due(time.monotonic() + f.delay_ms / 1000)
         else:
-            logger.warning("Job %s failed in queue %s: %s", job.id, w.queue_name, f.reason)
+            logger.warning(
+                "Job %s failed in queue %s: %s",
+                job.id,
+                w.queue_name,
+                f.reason,
+                extra=job_fields(job.id, w.queue_name),
+            )

@@ -27,6 +27,7 @@ from ..job import (
     read_int,
     read_options,
 )
+from ..logs import job_fields
 from ..options import JobOptions, Retention
 from ..pool import Handler, HandlerCall, HandlerRunner
 from .attempt import Attempt, Finish
@@ -127,7 +128,12 @@ class JobRunner:
         w._attempts[(job_id, token)] = attempt
         w._busy += 1
         attempt.task = asyncio.create_task(self._run(attempt))
-        logger.info("Job %s active in queue %s", job_id, w.queue_name)
+        logger.info(
+            "Job %s active in queue %s",
+            job_id,
+            w.queue_name,
+            extra=job_fields(job_id, w.queue_name),
+        )
 
     def _poisoned(self, job_id: str, token: str, exc: UnreadableJob, now_ms: int) -> None:
         w = self.worker
@@ -150,7 +156,12 @@ class JobRunner:
     async def _run(self, attempt: Attempt) -> None:
         w = self.worker
         job = attempt.job
-        logger.info("Processing job %s of queue %s", job.id, w.queue_name)
+        logger.info(
+            "Processing job %s of queue %s",
+            job.id,
+            w.queue_name,
+            extra=job_fields(job.id, w.queue_name),
+        )
         call: list[HandlerCall] = []
         try:
             finish = await self._attempt(attempt, call)
