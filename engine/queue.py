@@ -52,6 +52,7 @@ class _Prepared:
     options: JobOptions
     args: tuple[str, str, str, int, int]  # name, data JSON, opts JSON, delay, priority
     job_id: str = ""
+    dedup: Deduplication | None = None  # options.deduplication, read once
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,7 +117,7 @@ class Queue(QueueReads):
         self, data: Any, opts: Mapping[str, Any] | JobOptions | None, name: str | None
     ) -> _Prepared:
         options = JobOptions.parse(opts, self.default_job_options)
-        if tracing.ENABLED:
+        if tracing.active():
             options = self._traced(options)
         job_name = DEFAULT_JOB_NAME if name is None else name
         if not isinstance(job_name, str) or not job_name or len(job_name) > MAX_JOB_NAME_LEN:
@@ -128,7 +129,7 @@ class Queue(QueueReads):
             options.delay,
             options.priority,
         )
-        return _Prepared(job_name, data, options, args, options.job_id or "")
+        return _Prepared(job_name, data, options, args, options.job_id or "", options.deduplication)
 
     def _traced(self, options: JobOptions) -> JobOptions:
         """Carry the producer's trace context to the worker (``opts.telemetry.metadata``)."""
@@ -162,8 +163,8 @@ class Queue(QueueReads):
             keys.append(k.job(p.job_id))
             args.append(p.job_id)
             args += p.args
-            if p.options.deduplication is not None:
-                deduplicated.append((len(keys) - 7, p.options.deduplication))
+            if p.dedup is not None:
+                deduplicated.append((len(keys) - 7, p.dedup))
         if deduplicated:
             args[2] = len(deduplicated)
             tail_keys, tail_args = call_tail(k, deduplicated)
@@ -197,7 +198,7 @@ class Queue(QueueReads):
         return await self._deduplicated(job_id, code, p)
 
     async def _deduplicated(self, job_id: str, code: int, p: _Prepared) -> Job:
-        dedup = p.options.deduplication
+        dedup = p.dedup
         assert dedup is not None
         logger.info(
             "Job not added to queue %s: deduplication id %r is held by job %s%s",

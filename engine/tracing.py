@@ -23,7 +23,13 @@ import orjson
 
 try:
     from opentelemetry import propagate, trace
-    from opentelemetry.trace import SpanKind, Status, StatusCode
+    from opentelemetry.trace import (
+        NoOpTracerProvider,
+        ProxyTracerProvider,
+        SpanKind,
+        Status,
+        StatusCode,
+    )
 except ImportError:  # the extra is not installed
     trace = None  # type: ignore[assignment]
 
@@ -33,6 +39,20 @@ _SYSTEM = "engine"
 
 def _tracer() -> Any:
     return trace.get_tracer("engine")
+
+
+_GLOBAL_TRACER = _tracer
+
+
+def active() -> bool:
+    """Whether spans would go anywhere: the extra is installed AND the application set a
+    tracer provider (the OpenTelemetry API alone, often installed by another package, only
+    has no-op spans, which would still cost every job tens of microseconds)."""
+    if not ENABLED:
+        return False
+    if _tracer is not _GLOBAL_TRACER:  # a tracer given explicitly (tests)
+        return True
+    return not isinstance(trace.get_tracer_provider(), ProxyTracerProvider | NoOpTracerProvider)
 
 
 @contextlib.contextmanager
@@ -114,4 +134,4 @@ def mark_failed(span: Any, reason: str) -> None:
     span.set_attribute("engine.job.failed_reason", reason[:1000])
 
 
-__all__ = ["ENABLED", "consuming", "mark", "mark_failed", "producing", "span"]
+__all__ = ["ENABLED", "active", "consuming", "mark", "mark_failed", "producing", "span"]

@@ -133,3 +133,13 @@ async def test_a_schedule_fire_has_its_span(
     await wait_for(fired, timeout_s=20)
     fire = next(s for s in spans.get_finished_spans() if s.name == "fire beat")
     assert fire.attributes is not None and fire.attributes["engine.queue"] == "fired"
+
+
+async def test_without_a_tracer_provider_nothing_is_traced(manager: QueueManager) -> None:
+    """The API alone (installed by some other package) gives only no-op spans: the engine
+    then skips tracing entirely, so jobs carry no context and cost no spans."""
+    assert tracing.ENABLED and not tracing.active()
+    queue = manager.create_queue("untraced")
+    job = await queue.add({"n": 1})
+    stored = await queue.get_job(job.id)
+    assert stored is not None and stored.opts.telemetry is None

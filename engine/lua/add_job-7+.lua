@@ -59,7 +59,6 @@ local metaKey, waitKey, prioritizedKey, delayedKey = KEYS[1], KEYS[2], KEYS[3], 
 local eventsKey, markerKey, requestKey = KEYS[5], KEYS[6], KEYS[7]
 local windowMs, maxEvents, dedupCount = ARGV[1], ARGV[2], tonumber(ARGV[3])
 -- @include request
--- @include batch
 
 local prior = priorReply(requestKey)
 if prior then
@@ -75,30 +74,33 @@ end
 local t = redis.call("TIME")
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 -- fresh[j]: job j is created (its id neither exists nor came earlier in this batch, and
--- no open window deduplicates it). dataOf / delayOf: what job j is created with (a later
--- job of the batch may replace them).
-local fresh, seen, ids, codes, dataOf, delayOf = {}, {}, {}, {}, {}, {}
+-- no open window deduplicates it).
+local fresh, seen = {}, {}
 for j = 1, count do
-  local base = 4 + (j - 1) * 6
-  ids[j] = ARGV[base]
-  fresh[j] = not seen[ids[j]] and redis.call("EXISTS", KEYS[7 + j]) == 0
-  seen[ids[j]] = true
-  codes[j] = fresh[j] and 1 or 0
-  dataOf[j], delayOf[j] = ARGV[base + 2], tonumber(ARGV[base + 4])
+  local jobId = ARGV[4 + (j - 1) * 6]
+  fresh[j] = not seen[jobId] and redis.call("EXISTS", KEYS[7 + j]) == 0
+  seen[jobId] = true
 end
 
--- Deduplication: one window per dedup key, in the order the batch first touches them.
--- A window: holder (job id), state of the holder, index (the holder is job `index` of this
--- batch), opened (SET by this call), ttl (PX to set), extended (PEXPIRE), data / delay (to
--- give an existing pending holder).
-local windows, touched, dedupIdOf = {}, {}, {}
-local jobPrefix = nil
+-- Deduplication, kept sparse so that jobs without it pay nothing: per deduplicated job j,
+-- dedupCode[j] (2 or 3), holderOf[j] and dedupIdOf[j] (also set for a job that opens a
+-- window without ttl: its `dd`); dataOf / delayOf: what a job of this batch is created
+-- with when a later one replaced it. One window per dedup key, in the order the batch
+-- first touches them: holder (job id) and its state, index (the holder is job `index` of
+-- this batch), opened (SET by this call), ttl (PX to set), extended (PEXPIRE), data /
+-- delay (to give a holder that already existed).
+local none = {}
+local dedupCode, holderOf, dedupIdOf, dataOf, delayOf = none, none, none, none, none
+local touched, jobPrefix = none, nil
 if dedupCount > 0 then
+  dedupCode, holderOf, dedupIdOf, dataOf, delayOf, touched = {}, {}, {}, {}, {}, {}
+  local windows = {}
   local activeKey, completedKey, failedKey = KEYS[8 + count], KEYS[9 + count], KEYS[10 + count]
   jobPrefix = ARGV[4 + 6 * count]
   for e = 1, dedupCount do
     local a = 5 + 6 * count + (e - 1) * 5
     local j, dedupId, ttl = tonumber(ARGV[a]), ARGV[a + 1], tonumber(ARGV[a + 2])
+    local base = 4 + (j - 1) * 6
     local key = KEYS[10 + count + e]
     local w = windows[key]
     if fresh[j] and w == nil then
@@ -108,7 +110,7 @@ if dedupCount > 0 then
       local holder = redis.call("GET", key)
       if holder then
         local exists = redis.pcall("EXISTS", jobPrefix .. holder)
-        if not readable(exists) then
+        if type(exists) == "table" and exists.err then -- not on this node (include/batch.lua)
           return redis.error_reply("TRYAGAIN add_job: the hash of job " .. holder ..
             " (holder of deduplication id " .. dedupId .. ") cannot be read on this node")
         end
@@ -129,27 +131,29 @@ if dedupCount > 0 then
       end
     end
     if fresh[j] and w.holder == nil then
-      w.holder, w.index, w.opened = ids[j], j, true
-      w.state = delayOf[j] > 0 and "delayed" or "waiting"
+      w.holder, w.index, w.opened = ARGV[base], j, true
+      w.state = tonumber(ARGV[base + 4]) > 0 and "delayed" or "waiting"
       if ttl > 0 then
         w.ttl = ttl
       else
         dedupIdOf[j] = dedupId -- recorded as `dd`: the finishing scripts close the window
       end
     elseif fresh[j] then
-      fresh[j], codes[j], ids[j] = false, 2, w.holder
-      dedupIdOf[j] = dedupId
+      fresh[j], dedupCode[j], holderOf[j], dedupIdOf[j] = false, 2, w.holder, dedupId
       if ARGV[a + 3] == "1" then
         w.ttl, w.extended = ttl, true
       end
       if ARGV[a + 4] == "1" and (w.state == "delayed" or w.state == "waiting") then
-        codes[j] = 3
-        local delay = w.state == "delayed" and delayOf[j] or nil
+        dedupCode[j] = 3
+        local delay = nil
+        if w.state == "delayed" then
+          delay = tonumber(ARGV[base + 4])
+        end
         if w.index then
-          dataOf[w.index] = dataOf[j]
+          dataOf[w.index] = ARGV[base + 2]
           delayOf[w.index] = delay or delayOf[w.index]
         else
-          w.data, w.delay = dataOf[j], delay
+          w.data, w.delay = ARGV[base + 2], delay
         end
       end
     end
@@ -158,7 +162,8 @@ end
 
 local prioritizedCount = 0
 for j = 1, count do
-  if fresh[j] and delayOf[j] == 0 and tonumber(ARGV[4 + (j - 1) * 6 + 5]) > 0 then
+  local base = 4 + (j - 1) * 6
+  if fresh[j] and (delayOf[j] or tonumber(ARGV[base + 4])) == 0 and tonumber(ARGV[base + 5]) > 0 then
     prioritizedCount = prioritizedCount + 1
   end
 end
@@ -173,18 +178,21 @@ local listed = {}
 
 for j = 1, count do
   local base = 4 + (j - 1) * 6
-  local jobId, name, opts = ids[j], ARGV[base + 1], ARGV[base + 3]
-  local data, delay, priority = dataOf[j], delayOf[j], tonumber(ARGV[base + 5])
+  local jobId, name, opts = holderOf[j] or ARGV[base], ARGV[base + 1], ARGV[base + 3]
+  local data, delay = dataOf[j] or ARGV[base + 2], delayOf[j] or tonumber(ARGV[base + 4])
+  local priority = tonumber(ARGV[base + 5])
   result[#result + 1] = jobId
-  result[#result + 1] = codes[j]
-  if codes[j] >= 2 then
+  if dedupCode[j] then
+    result[#result + 1] = dedupCode[j]
     local fields = {"event", "deduplicated", "jobId", jobId, "deduplicationId", dedupIdOf[j]}
-    if codes[j] == 3 then
+    if dedupCode[j] == 3 then
       fields[#fields + 1] = "replaced"
       fields[#fields + 1] = 1
     end
     redis.call("XADD", eventsKey, "MAXLEN", "~", maxEvents, "*", unpack(fields))
-  elseif fresh[j] then
+  elseif not fresh[j] then
+    result[#result + 1] = 0
+  else
     -- Defaults are left out (no `name` for the default name, no `opts` for "{}", `atm`
     -- absent means 0): every byte of a waiting job is multiplied by the queue length.
     local fields = {"data", data, "ts", now}
@@ -224,6 +232,7 @@ for j = 1, count do
         jobId)
       anyWaiting = true
     end
+    result[#result + 1] = 1
   end
 end
 

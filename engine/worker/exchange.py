@@ -422,7 +422,7 @@ class Exchange:
             self._queue_empty = True
         if jobs:
             self._warm = True
-            if tracing.ENABLED:
+            if tracing.active():
                 attributes = {
                     "engine.queue": self.worker.queue_name,
                     "engine.claim.jobs": len(jobs),

@@ -196,7 +196,7 @@ class JobRunner:
             )
 
     async def _attempt(self, attempt: Attempt, holder: list[HandlerCall]) -> Finish:
-        if not tracing.ENABLED:
+        if not tracing.active():
             return await self._handle(attempt, holder)
         job = attempt.job
         telemetry = job.opts.telemetry
