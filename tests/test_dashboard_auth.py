@@ -15,6 +15,7 @@ from aiohttp import web
 
 from engine import QueueManager
 from engine.api.dashboard import setup_dashboard
+from engine.scheduler import define_schedule, upsert_schedule
 from tests.helpers import wait_for
 from tests.monitoring import PASSWORD, serve_dashboard, token
 
@@ -260,3 +261,63 @@ def test_the_lockout_grows_expires_resets_and_is_bounded() -> None:
     for i in range(10_000):  # a client rotating addresses
         throttle.failed(f"10.0.{i // 256}.{i % 256}")
     assert len(throttle) <= 50
+
+
+async def test_every_schedule_action_needs_the_csrf_token(manager: QueueManager) -> None:
+    manager.create_queue("q")
+    body = {"queue": "q", "cron": "0 3 * * *"}
+    one = "/admin/queues/api/queues/q/schedules/s"
+    calls = [
+        ("PUT", "/admin/queues/api/schedules/s", body),
+        ("POST", one + "/pause", {}),
+        ("POST", one + "/resume", {}),
+        ("POST", one + "/run", {}),
+        ("DELETE", one, None),
+    ]
+    key = manager.store.keys("q").schedule("s")
+    async with serve_dashboard(manager) as base, aiohttp.ClientSession() as s:
+        async with s.get(base + "/admin/queues/api/session", headers=ADMIN) as r:
+            csrf = (await r.json())["csrf"]
+        for method, path, payload in calls:
+            for headers in (
+                ADMIN,
+                {**ADMIN, "X-CSRF-Token": csrf, "Origin": "https://evil.example"},
+            ):
+                async with s.request(method, base + path, headers=headers, json=payload) as r:
+                    assert r.status == 403, (method, path, headers)
+        assert not await manager.client.exists(key)
+        good = {**ADMIN, "X-CSRF-Token": csrf, "Origin": base}
+        statuses = []
+        for method, path, payload in calls:
+            async with s.request(method, base + path, headers=good, json=payload) as r:
+                statuses.append(r.status)
+        assert statuses == [200] * len(calls)
+        assert not await manager.client.exists(key)  # the last call deleted it
+        # A preview writes nothing and answers the field a draft gets wrong.
+        async with s.post(base + "/admin/queues/api/schedule-preview", headers=good,
+                          json={**body, "cron": "0 25 * * *"}) as r:  # fmt: skip
+            assert r.status == 400 and (await r.json())["field"] == "cron"
+    events = [f for _, f in await manager.client.xrange(manager.store.keys("q").events)]
+    assert [(f.get("action") or f["event"]) for f in events if f.get("by") == "admin"] == [
+        "created", "paused", "resumed", "manual", "removed"
+    ]  # fmt: skip
+
+
+async def test_a_declared_schedule_cannot_be_changed_or_deleted_from_the_dashboard(
+    manager: QueueManager,
+) -> None:
+    manager.create_queue("q")
+    await upsert_schedule(manager.store, define_schedule("nightly", "q", cron="0 4 * * *"))
+    async with serve_dashboard(manager) as base, aiohttp.ClientSession() as s:
+        async with s.get(base + "/admin/queues/api/session", headers=ADMIN) as r:
+            good = {**ADMIN, "X-CSRF-Token": (await r.json())["csrf"]}
+        async with s.get(base + "/admin/queues/api/schedules", headers=ADMIN) as r:
+            [listed] = (await r.json())["schedules"]
+            assert listed["source"] == "declared" and listed["definition"]["cron"] == "0 4 * * *"
+        async with s.put(base + "/admin/queues/api/schedules/nightly", headers=good,
+                         json={"queue": "q", "cron": "0 5 * * *"}) as r:  # fmt: skip
+            assert r.status == 409 and "engine.toml" in (await r.json())["error"]
+        async with s.delete(base + "/admin/queues/api/queues/q/schedules/nightly",
+                            headers=good) as r:  # fmt: skip
+            assert r.status == 409
+    assert await manager.client.exists(manager.store.keys("q").schedule("nightly"))

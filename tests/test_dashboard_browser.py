@@ -1,17 +1,20 @@
 """The dashboard in real headless Chromium (Debian's /usr/bin/chromium, or Playwright's own;
 see tests/browser.py) driven by Playwright:
 log in, watch counts change live as a worker runs jobs, open a failed job and retry it,
-pause and resume a queue, run a schedule now, and refuse a wrong password. Each page is
+pause and resume a queue, run a schedule now, create, edit (previewing its next fire times),
+pause, resume and delete one, and refuse a wrong password. Each page is
 saved as a screenshot under artifacts/screenshots/."""
 
 from __future__ import annotations
 
 import asyncio
 import os
+import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 from playwright.async_api import Browser, Page, async_playwright, expect
 
@@ -213,4 +216,103 @@ async def test_an_operator_cancels_a_running_job_from_its_page(
         await shot(page, "7-job-cancelled")
         await page.click('[data-nav="audit"]')
         await expect(page.locator("#audit")).to_contain_text("cancelled")
+        await context.close()
+
+
+async def test_an_operator_creates_edits_pauses_and_deletes_a_schedule(
+    browser: Browser, manager: QueueManager
+) -> None:
+    queue = manager.create_queue("reports")
+    manager.create_queue("serpram-sync")
+    await upsert_schedule(
+        manager.store, define_schedule("serpram", "serpram-sync", cron="*/5 * * * *")
+    )
+    keys = manager.store.keys("reports")
+
+    async def stored() -> dict[str, Any] | None:
+        raw = await manager.client.hget(keys.schedule("nightly"), "def")
+        return None if raw is None else orjson.loads(raw)
+
+    async with serve_dashboard(manager) as base:
+        context = await browser.new_context(
+            http_credentials={"username": "admin", "password": PASSWORD},
+            viewport={"width": 1280, "height": 900},
+        )
+        context.set_default_timeout(TIMEOUT_MS)
+        page = await context.new_page()
+        page.on("dialog", lambda dialog: asyncio.ensure_future(dialog.accept()))
+        await page.goto(f"{base}/admin/queues#/schedules")
+
+        # A declared schedule: run, pause and resume it here; edit and delete say why not.
+        declared = page.locator('[data-schedule="serpram"]')
+        await expect(declared).to_contain_text("declared")
+        for verb in ("edit", "delete"):
+            button = page.locator(f'[data-action="{verb}-serpram"]')
+            await expect(button).to_be_disabled()
+            await expect(button).to_have_attribute("title", re.compile("engine.toml"))
+
+        # Create: an invalid expression is named before anything can be saved.
+        await page.click('[data-action="new-schedule"]')
+        await page.fill('input[name="name"]', "nightly")
+        await page.select_option('select[name="queue"]', "reports")
+        await page.fill('input[name="cron"]', "61 2 * * *")
+        await expect(page.locator('.field[data-field="cron"] .error')).to_contain_text("61")
+        await expect(page.locator("#save")).to_be_disabled()
+        await shot(page, "8-schedule-invalid")
+        await page.fill('input[name="cron"]', "30 2 * * *")
+        await page.fill('input[name="timezone"]', "Europe/Madrid")
+        await page.fill('textarea[name="data"]', '{"report": "nightly"}')
+        await page.fill('textarea[name="job"]', '{"attempts": 3}')
+        fires = page.locator("#preview li")
+        await expect(fires).to_have_count(5)
+        await expect(fires.first).to_contain_text("02:30")  # Madrid wall time
+        await shot(page, "9-schedule-new")
+        await expect(page.locator("#save")).to_be_enabled()
+        await page.click("#save")
+        row = page.locator('[data-schedule="nightly"]')
+        await expect(row).to_contain_text("30 2 * * *")
+        await expect(row).to_contain_text("api")
+        definition = await stored()
+        assert definition is not None and definition["data"] == {"report": "nightly"}
+        assert definition["schedule"]["tz"] == "Europe/Madrid"
+        assert definition["options"] == {"attempts": 3}
+
+        # Edit: the preview follows the new expression before Save is possible again.
+        await page.click('[data-action="edit-nightly"]')
+        await expect(page.locator('input[name="name"]')).to_have_value("nightly")
+        await expect(page.locator('input[name="cron"]')).to_have_value("30 2 * * *")
+        await page.fill('input[name="cron"]', "15 7 * * 1-5")
+        await page.fill('input[name="limit"]', "10")
+        await expect(fires.first).to_contain_text("07:15")
+        await expect(page.locator("#preview-status")).to_contain_text("next 5")
+        await shot(page, "10-schedule-edit")
+        await page.click("#save")
+        await expect(row).to_contain_text("15 7 * * 1-5")
+        definition = await stored()
+        assert definition is not None and definition["schedule"]["cron"] == "15 7 * * 1-5"
+        assert definition["limit"] == 10 and definition["data"] == {"report": "nightly"}
+
+        # Pause and resume the schedule alone: its queue is not paused.
+        await page.click('[data-action="pause-nightly"]')
+        await expect(row.locator("[data-paused]")).to_be_visible()
+        assert await manager.client.hget(keys.schedule("nightly"), "paused") == "1"
+        assert not await queue.is_paused()
+        await shot(page, "11-schedules-paused")
+        await page.click('[data-action="resume-nightly"]')
+        await expect(row.locator("[data-paused]")).to_have_count(0)
+        assert await manager.client.hget(keys.schedule("nightly"), "paused") is None
+
+        # Delete.
+        await page.click('[data-action="delete-nightly"]')
+        await expect(row).to_have_count(0)
+        assert await stored() is None
+        await expect(declared).to_be_visible()
+
+        # Every change went through the CSRF-checked actions and names who asked.
+        await page.click('[data-nav="audit"]')
+        audit = page.locator("#audit")
+        for what in ("schedule created", "schedule updated", "schedule paused",
+                     "schedule resumed", "schedule removed"):  # fmt: skip
+            await expect(audit).to_contain_text(what)
+        await shot(page, "12-audit-schedules")
         await context.close()

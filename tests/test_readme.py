@@ -148,7 +148,8 @@ async def test_the_walkthrough_runs_against_make_run(
             await wait_for(up, timeout_s=60)
         # Terminal 2 as written; the values it says to paste come from the environment,
         # the port is this test's, `.venv/bin/python` is this test's interpreter.
-        walk = sh_block("export TOKEN=")
+        # ... then "Schedules at run time", in the same terminal.
+        walk = sh_block("export TOKEN=") + sh_block("# terminal 2, after the walk-through")
         lines = [line for line in walk.splitlines() if not re.fullmatch(r"export \w+=<.*>", line)]
         script = (
             "\n".join(lines)
@@ -175,6 +176,13 @@ async def test_the_walkthrough_runs_against_make_run(
             "HTTP/1.1 401",
             '"openapi":"3.1',
             '"csrf":"',
+            '"action":"created"',  # schedules at run time
+            '"source":"api"',
+            '"nextFires":[',
+            '"changed":true',
+            '"field":"cron"',
+            "declared in the config (engine.toml)",  # the 409 of a declared schedule
+            '"schedule":"weekday-report"',  # deleted
         ):
             assert expected in out, (expected, out)
         assert '"success":false,"error":"' in out  # the 403 and 404 refusals

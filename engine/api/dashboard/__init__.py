@@ -27,6 +27,7 @@ from .handlers import (
     protected,
     routes,
 )
+from .schedules import routes as schedule_routes
 from .throttle import LoginThrottle
 
 logger = logging.getLogger("engine.dashboard")
@@ -61,7 +62,7 @@ def setup_dashboard(
     app[HUB] = hub
     feed_of(app, manager).subscribe(hub.observe)
     app.cleanup_ctx.append(hub_context(hub))
-    for method, path, handler, name in routes():
+    for method, path, handler, name in [*routes(), *schedule_routes()]:
         app.router.add_route(method, BASE + path, protected(handler), name=name)
     if ACCESS in app:
         # The live stream outlives the API's per-request deadline; it authenticates itself.

@@ -36,14 +36,12 @@ import orjson
 from aiohttp import web
 from redis.exceptions import RedisError
 
-from ...cron import Schedule, preview
-from ...errors import JobNotFound, ScheduleNotFound
+from ...errors import JobNotFound
 from ...job import JobState
 from ...keys import MAX_JOB_ID_LEN, validate_queue_name
 from ...manager import QueueManager
 from ...metrics import Event
 from ...queue import Queue
-from ...scheduler import get_schedule_state, run_schedule_now
 from ...tasks import stop_task
 from ..auth import AuthConfig, AuthFailed, Principal
 from ..errors import ApiError, error_response
@@ -59,14 +57,17 @@ PAGE_SIZE = 20
 MAX_PAGE_SIZE = 100
 AUDIT_SCAN = 1000  # newest events read per queue for the audit page
 TIMELINE_SCAN = 2000  # newest events searched for one job's timeline
-NEXT_FIRES = 3
 KEEPALIVE_S = 15.0
 MIN_PUSH_INTERVAL_S = 0.2
+# Audited events; "schedule" is a schedule's own change (action created, updated, paused,
+# resumed, removed), listed when it says who asked.
 AUDITED = frozenset(
-    {"paused", "resumed", "cleaned", "retried", "removed", "promoted", "cancelled", "manual", "run"}
-)
+    {"paused", "resumed", "cleaned", "retried", "removed", "promoted", "cancelled", "manual", "run",
+     "schedule"}
+)  # fmt: skip
 _STATIC = {
     "app.js": "application/javascript",
+    "schedules.js": "application/javascript",
     "app.css": "text/css",
 }
 _SECURITY_HEADERS = {
@@ -428,31 +429,6 @@ async def job(request: web.Request) -> web.Response:
     return _reply({"job": found.to_json(), "logs": logs, "timeline": timeline})
 
 
-async def schedules(request: web.Request) -> web.Response:
-    manager = request.app[MANAGER]
-    out: list[dict[str, Any]] = []
-    for q in manager.queues.values():
-        for name in await q.store.client.zrange(q.keys.schedules, 0, -1):
-            try:
-                state = await get_schedule_state(manager.store, q.name, name)
-            except ScheduleNotFound:
-                continue
-            raw = await q.store.client.hget(q.keys.schedule(name), "def")
-            upcoming: list[int] = []
-            if raw and state.next_fire_ms is not None and state.set_aside is None:
-                try:
-                    sched = Schedule.from_dict(orjson.loads(raw)["schedule"])
-                except (ValueError, KeyError, TypeError):
-                    sched = None  # unreadable here: shown with its `setAside` reason
-                if sched is not None:
-                    upcoming = [
-                        state.next_fire_ms,
-                        *preview(sched, state.next_fire_ms, NEXT_FIRES - 1),
-                    ]
-            out.append({**state.to_dict(), "nextFires": upcoming})
-    return _reply({"schedules": out})
-
-
 async def audit(request: web.Request) -> web.Response:
     manager = request.app[MANAGER]
     limit = max(1, _int_query(request, "limit", 200, AUDIT_SCAN))
@@ -549,34 +525,12 @@ async def job_action(request: web.Request) -> web.Response:
     return _reply({"success": True, "queue": queue.name, "jobId": job_id, "action": action})
 
 
-async def run_schedule(request: web.Request) -> web.Response:
-    queue = _queue(request)
-    name = request.match_info["schedule"]
-    actor = _actor(request)
-    await json_body(request, frozenset())
-    target = request.app[RUNNERS].get(name)
-    try:
-        if target is not None and target.queue == queue.name:
-            new_job = await target.run(actor)  # the service's run: it records the audit event
-        else:
-            validate_queue_name(name)
-            new_job = await run_schedule_now(queue, name, actor)
-            await queue.store.client.xadd(
-                queue.keys.events,
-                {"event": "manual", "schedule": name, "jobId": new_job.id, "by": actor},
-                maxlen=queue.store.max_events,
-                approximate=True,
-            )
-    except (ScheduleNotFound, ValueError):
-        return _error(404, "schedule not found")
-    return _reply({"success": True, "queue": queue.name, "schedule": name, "jobId": new_job.id})
-
-
 # -- wiring ---------------------------------------------------------------------------------
 
 
 def routes() -> list[tuple[str, str, Any, str]]:
-    """(method, path under the base, handler, route name)."""
+    """(method, path under the base, handler, route name); the schedules page's are in
+    :mod:`.schedules`."""
     return [
         ("GET", "", index, "dashboard_index"),
         ("GET", "/", index, "dashboard_index_slash"),
@@ -585,14 +539,12 @@ def routes() -> list[tuple[str, str, Any, str]]:
         ("GET", "/api/queues", queues, "dashboard_queues"),
         ("GET", "/api/queues/{name}/jobs", jobs, "dashboard_jobs"),
         ("GET", "/api/queues/{name}/jobs/{job_id}", job, "dashboard_job"),
-        ("GET", "/api/schedules", schedules, "dashboard_schedules"),
         ("GET", "/api/audit", audit, "dashboard_audit"),
         ("GET", "/api/live", live, "dashboard_live"),
         ("POST", "/api/queues/{name}/pause", pause, "dashboard_pause"),
         ("POST", "/api/queues/{name}/resume", resume, "dashboard_resume"),
         ("POST", "/api/queues/{name}/clean/{state}", clean, "dashboard_clean"),
         ("POST", "/api/queues/{name}/jobs/{job_id}/{action}", job_action, "dashboard_job_action"),
-        ("POST", "/api/queues/{name}/schedules/{schedule}/run", run_schedule, "dashboard_run"),
     ]
 
 

@@ -50,16 +50,22 @@ async function get(path) {
   return r.json();
 }
 
-async function post(path, body) {
+// A mutation: every one carries the session's CSRF token (the server refuses it without).
+// A refusal throws an Error with the server's message and the `field` it names.
+async function send(method, path, body) {
   const r = await fetch(API + path, {
-    method: "POST",
+    method,
     credentials: "same-origin",
     headers: { "Content-Type": "application/json", "X-CSRF-Token": session.csrf },
-    body: JSON.stringify(body || {}),
+    body: method === "DELETE" ? undefined : JSON.stringify(body || {}),
   });
   const data = await r.json().catch(() => ({}));
-  if (!r.ok) throw new Error(data.error || `HTTP ${r.status}`);
+  if (!r.ok) throw Object.assign(new Error(data.error || `HTTP ${r.status}`), { field: data.field, status: r.status });
   return data;
+}
+
+function post(path, body) {
+  return send("POST", path, body);
 }
 
 function action(label, path, opts) {
@@ -67,13 +73,13 @@ function action(label, path, opts) {
   return h("button", {
     class: opts.danger ? "danger" : "",
     "data-action": opts.id || label.toLowerCase(),
-    disabled: !session.admin,
-    title: session.admin ? "" : "admin role required",
+    disabled: !session.admin || Boolean(opts.disabled),
+    title: !session.admin ? "admin role required" : opts.disabled || "",
     onclick: async (ev) => {
       if (opts.confirm && !window.confirm(opts.confirm)) return;
       ev.target.disabled = true;
       try {
-        await post(path, opts.body);
+        await send(opts.method || "POST", path, opts.body);
         toast(`${label}: done`);
         if (opts.after) opts.after(); else route();
       } catch (e) {
@@ -211,36 +217,17 @@ async function pageJob(name, id) {
       }))));
 }
 
-async function pageSchedules() {
-  const data = await get("/schedules");
-  const rows = data.schedules.map((s) => h("tr", { "data-schedule": s.name },
-    h("td", {}, s.name, s.paused ? h("span", { class: "badge paused" }, " paused") : null),
-    h("td", {}, h("a", { href: `#/queue/${enc(s.queue)}/waiting` }, s.queue)),
-    h("td", {}, h("code", {}, s.cron || `every ${s.everyMs} ms`)),
-    h("td", {}, s.tz),
-    h("td", {}, (s.nextFires || []).map((t) => h("div", {}, fmtTime(t)))),
-    h("td", {}, fmtTime(s.lastFireMs)),
-    h("td", {}, fmtTime(s.lastSuccessMs)),
-    h("td", { class: "num" }, s.missedCount),
-    h("td", { class: "num" }, s.consecutiveFailures),
-    h("td", {}, s.leader ? `${s.leader} (epoch ${s.leaderEpoch})` : h("span", { class: "muted" }, "none")),
-    h("td", {}, action("Run now", `/queues/${enc(s.queue)}/schedules/${enc(s.name)}/run`, { id: `run-${s.name}` }))));
-  render(
-    h("h1", {}, "Schedules"),
-    h("table", { id: "schedules" },
-      h("thead", {}, h("tr", {}, ["Schedule", "Queue", "Expression", "Zone", "Next fires", "Last fire", "Last success", "Missed", "Failing", "Leader", ""].map((t) => h("th", {}, t)))),
-      h("tbody", {}, rows.length ? rows : [h("tr", {}, h("td", { colspan: 11, class: "muted" }, "No schedules registered"))])));
-}
-
 async function pageAudit() {
   const data = await get("/audit");
   const rows = data.entries.map((e) => {
     const what = e.jobId ? `job ${e.jobId}` : e.schedule ? `schedule ${e.schedule}` : e.state ? `${e.count} ${e.state} jobs` : "queue";
-    return h("tr", {}, h("td", {}, fmtTime(e.ts)), h("td", {}, e.by), h("td", {}, e.event), h("td", {}, e.queue), h("td", {}, what));
+    // A schedule's own change is the event "schedule"; its action says which.
+    const act = e.event === "schedule" ? `schedule ${e.action}` : e.event;
+    return h("tr", {}, h("td", {}, fmtTime(e.ts)), h("td", {}, e.by), h("td", {}, act), h("td", {}, e.queue), h("td", {}, what));
   });
   render(
     h("h1", {}, "Audit"),
-    h("p", { class: "muted" }, "Who paused, resumed, cleaned, retried, promoted, removed, cancelled or ran what (newest first, from the queues' event streams)."),
+    h("p", { class: "muted" }, "Who paused, resumed, cleaned, retried, promoted, removed, cancelled or ran what, and who created, changed, paused, resumed or deleted which schedule (newest first, from the queues' event streams)."),
     h("table", { id: "audit" },
       h("thead", {}, h("tr", {}, ["When", "Who", "Action", "Queue", "What"].map((t) => h("th", {}, t)))),
       h("tbody", {}, rows.length ? rows : [h("tr", {}, h("td", { colspan: 5, class: "muted" }, "Nothing yet"))])));
@@ -259,7 +246,7 @@ async function route() {
   try {
     if (current === "queue") await pageQueue(parts[1], parts[2] || "waiting", parts[3]);
     else if (current === "job") await pageJob(parts[1], parts.slice(2).join("/"));
-    else if (current === "schedules") await pageSchedules();
+    else if (current === "schedules") await pageSchedules(parts.slice(1));
     else if (current === "audit") await pageAudit();
     else { current = "queues"; await pageQueues(); }
     document.body.dataset.page = current;
@@ -289,4 +276,5 @@ async function start() {
   connectLive();
 }
 
-start();
+// After every deferred script (schedules.js defines a page).
+document.addEventListener("DOMContentLoaded", start);
