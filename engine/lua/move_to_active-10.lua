@@ -94,15 +94,18 @@ end
 -- (1) A resend: the first copy's jobs, re-read, those its tokens still hold.
 local prior = priorReply(requestKey)
 if prior then
-  local jobs = {}
+  local jobs, claimedAt = {}, now
   for i = 1, #prior, 2 do
     local id, token = prior[i], prior[i + 1]
-    local f = redis.pcall("HMGET", jobPrefix .. id, "tok", unpack(FIELDS))
+    local f = redis.pcall("HMGET", jobPrefix .. id, "tok", "pon", unpack(FIELDS))
     if readable(f) and f[1] == token and redis.call("ZSCORE", activeKey, id) then
-      jobs[#jobs + 1] = row(id, token, {f[2], f[3], f[4], f[5], f[6], f[7], f[8]})
+      -- The reply's `now` is the first copy's (every job of one claim has it as `pon`),
+      -- so a job reads the same processed-on time as Redis holds.
+      claimedAt = tonumber(f[2]) or claimedAt
+      jobs[#jobs + 1] = row(id, token, {f[3], f[4], f[5], f[6], f[7], f[8], f[9]})
     end
   end
-  return {now, 0, 0, nextDue(earliestClaim()), jobs, stillWaiting()}
+  return {claimedAt, 0, 0, nextDue(earliestClaim()), jobs, stillWaiting()}
 end
 
 -- READ everything first.

@@ -3,6 +3,7 @@ and the wake-up cascade."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from engine import Queue, QueueManager
@@ -146,8 +147,10 @@ async def test_a_resent_claim_returns_the_first_copys_jobs_and_claims_nothing_mo
     first = await claim_all(q, count=2, request_id="r1")
     assert [j[0] for j in first[4]] == ["1", "2"]
     events = len(await q.events(100))
+    await asyncio.sleep(0.01)  # the resend runs later: its reply still says when it claimed
     again = await claim_all(q, count=2, request_id="r1")  # the reply was lost: resent
     assert again[4] == first[4]
+    assert again[0] == first[0] == int(await c.hget(q.keys.job("1"), "pon"))
     assert await c.llen(q.keys.wait) == 2 and len(await q.events(100)) == events
     # A job of the first copy since taken from it (recovered, re-claimed) is not returned.
     await c.hset(q.keys.job("1"), "tok", "other:9")

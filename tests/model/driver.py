@@ -95,7 +95,11 @@ class ModelConfig:
     start_workers: int = 2
     keep_completed: int = 15
     keep_failed: int = 8
-    claim_bound_ms: int = int(os.environ.get("MODEL_CLAIM_BOUND_MS", "3000"))
+    # A claimed job that never starts (its worker froze or lost the claim's reply) is back in
+    # play once its claim deadline passes (WorkerOptions.claim_timeout_ms): the bound allows
+    # that deadline plus the time for another worker's claim to notice, on a loaded machine.
+    claim_timeout_ms: int = 1500
+    claim_bound_ms: int = int(os.environ.get("MODEL_CLAIM_BOUND_MS", "4500"))
     recovery_slack_ms: int = 3000
     drain_timeout_s: float = 45.0
     shutdown_bound_s: float = 20.0
@@ -306,6 +310,7 @@ class ModelRun:
             "stalled_interval_ms": c.stalled_interval_ms,
             "block_timeout_s": c.block_timeout_s,
             "reconnect_max_s": 1.0,
+            "claim_timeout_ms": c.claim_timeout_ms,
             **c.worker_options,
         }
         cfg = {
