@@ -30,6 +30,7 @@
 
   Returns {finished on (ms), codes, durations (ms)}, one code and duration per job in ARGV
   order; code 1 = completed, 0 = this token already finished the job (a resent call),
+  -1 = the job no longer exists (a resent call whose first copy deleted it by retention),
   -2 = the lease is lost (token differs or the job is not active; nothing changed)
 ]]
 local activeKey, completedKey, eventsKey, claimsKey = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
@@ -63,7 +64,11 @@ for i = 1, n do
   local setting = ARGV[b + 4] .. ":" .. ARGV[b + 5]
   local f = redis.call("HMGET", KEYS[4 + i], "tok", "pon", "atm", "dd")
   codes[i], durations[i] = -2, 0
-  if f[1] == token then
+  if not f[1] and not scores[i] and redis.call("EXISTS", KEYS[4 + i]) == 0 then
+    -- The job is gone: this very call ran first and its retention deleted it (Bull's
+    -- `removeOnComplete: true`), or it was removed. Not a lost lease.
+    codes[i] = -1
+  elseif f[1] == token then
     if not scores[i] or done[id] then
       -- The token survives a finish (only a new claim, recovery or release replaces it),
       -- so a matching token outside `active` means this very call already ran.

@@ -35,7 +35,8 @@
   ARGV[11] most jobs removed by retention per call
 
   Returns {now, 1 if retried else 0, attempts made}; 0 when this token already finished the
-  job (a resent call); -2 when the lease is lost
+  job (a resent call); -1 when the job no longer exists (a resent call whose first copy
+  deleted it by retention, or a removed job); -2 when the lease is lost
 ]]
 local activeKey, waitKey, prioritizedKey, delayedKey = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local failedKey, metaKey, eventsKey, markerKey = KEYS[5], KEYS[6], KEYS[7], KEYS[8]
@@ -52,6 +53,11 @@ local batch = tonumber(ARGV[11])
 -- READ everything first.
 local f = redis.call("HMGET", jobKey, "tok", "atm", "st", "pri", "dd")
 if f[1] ~= token then
+  -- No hash at all: the job is gone (this very call ran first and its retention deleted
+  -- it, or it was removed): not a lost lease.
+  if not f[1] and redis.call("EXISTS", jobKey) == 0 then
+    return -1
+  end
   return -2
 end
 if not redis.call("ZSCORE", activeKey, jobId) then

@@ -130,6 +130,17 @@ class Finishing:
             what,
         )
 
+    def _gone(self, f: Finish) -> None:
+        # The client resent the call after its first copy ran (a reply lost in flight) and
+        # that copy's retention deleted the job (`removeOn*: true`); or it was removed.
+        logger.info(
+            "Job %s of queue %s no longer exists when its %s was sent again (recorded, then "
+            "removed by its retention, or removed)",
+            f.attempt.job.id,
+            self.worker.queue_name,
+            "completion" if f.complete else "failure",
+        )
+
     def _completed(self, f: Finish, code: int, duration_ms: int) -> None:
         w = self.worker
         attempt = f.attempt
@@ -144,6 +155,8 @@ class Finishing:
             )
         elif code == -2:
             self._lease_lost(f)
+        elif code == -1:
+            self._gone(f)
         # 0: this very call already ran (a resent call)
 
     def _failed(self, f: Finish, result: Any) -> None:
@@ -154,6 +167,8 @@ class Finishing:
         if isinstance(result, int):
             if result == -2:
                 self._lease_lost(f)
+            elif result == -1:
+                self._gone(f)
             return  # 0: this very call already ran (a resent call)
         if int(result[1]):
             logger.info(

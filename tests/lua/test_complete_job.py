@@ -84,6 +84,9 @@ async def test_complete_with_keep_zero_removes_the_job_and_its_logs(manager: Que
     await complete(q, "1", job[1], keep=0)
     assert await manager.client.exists(q.keys.job("1"), q.keys.logs("1")) == 0
     assert await manager.client.zcard(q.keys.completed) == 0
+    # The client resends the call (its reply was lost): the job is gone, which is not a
+    # lost lease (-2, "recovered elsewhere") but -1.
+    assert await complete(q, "1", job[1], keep=0) == -1
 
 
 async def test_keep_zero_removes_that_job_only_as_bull_does(manager: QueueManager) -> None:

@@ -138,3 +138,15 @@ async def test_final_failure_applies_age_retention(manager: QueueManager) -> Non
     (job,) = [j for j in await claim(q) if j[0] == "2"]
     await fail(q, "2", job[1], age_ms=1000)
     assert await c.zrange(q.keys.failed, 0, -1) == ["2"]
+
+
+async def test_a_resent_final_failure_of_a_job_its_retention_deleted_answers_gone(
+    manager: QueueManager,
+) -> None:
+    q = manager.create_queue("q")
+    await q.add(1)
+    (job,) = await claim(q)
+    now, retried, _ = await fail(q, "1", job[1], keep=0)  # removeOnFail: true
+    assert retried == 0 and not await manager.client.exists(q.keys.job("1"))
+    # The reply was lost and the client resent the call: gone (-1), not a lost lease (-2).
+    assert await fail(q, "1", job[1], keep=0) == -1
