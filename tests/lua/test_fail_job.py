@@ -146,7 +146,7 @@ async def test_a_resent_final_failure_of_a_job_its_retention_deleted_answers_gon
     q = manager.create_queue("q")
     await q.add(1)
     (job,) = await claim(q)
-    now, retried, _ = await fail(q, "1", job[1], keep=0)  # removeOnFail: true
+    _, retried, _ = await fail(q, "1", job[1], keep=0)  # removeOnFail: true
     assert retried == 0 and not await manager.client.exists(q.keys.job("1"))
     # The reply was lost and the client resent the call: gone (-1), not a lost lease (-2).
     assert await fail(q, "1", job[1], keep=0) == -1
