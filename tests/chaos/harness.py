@@ -38,6 +38,7 @@ import redis.asyncio as aioredis
 
 from engine import QueueManager
 from engine.connection import RedisSettings
+from engine.tasks import stop_task
 
 ROOT = Path(__file__).resolve().parents[2]
 FIGURES_FILE = Path(os.environ.get("CHAOS_FIGURES", "/tmp/engine-chaos-figures.txt"))
@@ -68,7 +69,8 @@ class Figures:
     ticks_expected: int = 0
     dup_ticks: int = 0
     takeovers_ms: list[float] = field(default_factory=list)
-    extra: str = ""
+    extra: str = ""  # the scenario's own figures
+    diagnosis: str = ""  # what compute() found wrong: missing ticks, unacked adds
 
     def line(self) -> str:
         t = self.takeovers_ms
@@ -82,7 +84,9 @@ class Figures:
             f"CHAOS {self.scenario}: jobs acked={self.acked} lost={self.lost} "
             f"re-runs={self.reruns}{rate} redeliveries={self.redeliveries} | "
             f"ticks {self.ticks_fired}/{self.ticks_expected} "
-            f"dup_ticks={self.dup_ticks} | {takeover}" + (f" | {self.extra}" if self.extra else "")
+            f"dup_ticks={self.dup_ticks} | {takeover}"
+            + (f" | {self.extra}" if self.extra else "")
+            + (f" |{self.diagnosis}" if self.diagnosis else "")
         )
 
     def report(self) -> None:
@@ -182,7 +186,7 @@ class Harness:
 
     async def start(self) -> Harness:
         # `kill -USR1 <pytest pid>` prints every asyncio task's stack (diagnosing a hang).
-        asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, _dump_tasks)
+        asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, dump_tasks)
         for inst in self.instances:
             await self.spawn(inst)
         self._tasks.append(asyncio.create_task(self._supervisor()))
@@ -301,7 +305,7 @@ class Harness:
         return {k: int(v) for k, v in raw.items()}
 
     async def drain(self, timeout_s: float = 30.0) -> None:
-        """Wait until the ticks have caught up to now and every acked job has run, or
+        """Wait until every tick due up to a second ago and every acked job has run, or
         Redis holds no unfinished job for a second (what has not run by then is lost)."""
         deadline = time.monotonic() + timeout_s
         idle = 0
@@ -314,16 +318,24 @@ class Harness:
                 runs = await self.runs(queue)
                 if not self.acked[queue] <= runs.keys():
                     all_ran = False
-                if self.every_ms:
-                    ticks = [int(k.split(":")[1]) for k in runs if k.startswith("tick:")]
-                    if not ticks or max(ticks) < tick_end:
-                        ticks_ok = False
-            if ticks_ok and not all_ran:
-                idle = idle + 1 if await self._nothing_pending() else 0
-            if ticks_ok and (all_ran or idle >= 10):
+                if self.every_ms and self._ticks_missing(runs, tick_end):
+                    ticks_ok = False
+            if ticks_ok and all_ran:
+                self._tick_end = tick_end
+                return
+            idle = idle + 1 if await self._nothing_pending() else 0
+            if idle >= 10:
                 self._tick_end = tick_end
                 return
             await asyncio.sleep(0.1)
+
+    def _ticks_missing(self, runs: dict[str, int], end: int) -> list[int]:
+        """The ticks due from the first one run up to ``end`` that have not run (a tick
+        run late by a recovered worker still counts; one never run is missing)."""
+        ticks = {int(k.split(":")[1]) for k in runs if k.startswith("tick:")}
+        if not ticks:
+            return [end]
+        return sorted(set(range(min(ticks), end + 1, self.every_ms)) - ticks)
 
     async def _nothing_pending(self) -> bool:
         try:
@@ -356,6 +368,8 @@ class Harness:
             in_window = [t for t in ticks if t <= end]
             f.ticks_fired += len(set(in_window))
             f.ticks_expected += (end - ticks[0]) // self.every_ms + 1 if end >= ticks[0] else 0
+            if missing := self._ticks_missing(runs, end):
+                f.diagnosis += " " + await self._describe_missing(queue, missing)
             async with self.ledger.pipeline(transaction=False) as pipe:
                 for t in ticks:
                     pipe.scard(f"{self.prefix}:fires:{queue}:tick:{t}")
@@ -363,15 +377,30 @@ class Harness:
             f.dup_ticks += sum(1 for c in counts if int(c) > 1)
         f.takeovers_ms = self.takeovers_ms()
         if self.unacked:
-            f.extra += f" UNACKED={self.unacked} errors={dict(self.add_errors.most_common(3))}"
+            f.diagnosis += f" UNACKED={self.unacked} errors={dict(self.add_errors.most_common(3))}"
         return f
+
+    async def _describe_missing(self, queue: str, missing: list[int]) -> str:
+        """Where the first missing ticks are: their job's state, attempts and failure."""
+        parts = []
+        for t in missing[:6]:
+            try:
+                job = await self.producer.get_job(queue, f"tick:{t}")
+            except Exception as exc:  # a report, never a second failure
+                parts.append(f"{t}=?{type(exc).__name__}")
+                continue
+            if job is None:
+                parts.append(f"{t}=absent")
+            else:
+                parts.append(f"{t}={job.state}/a{job.attempts_made}/{job.failed_reason or ''}")
+        return f"MISSING {queue} x{len(missing)}: " + ", ".join(parts)
 
     async def close(self) -> None:
         asyncio.get_running_loop().remove_signal_handler(signal.SIGUSR1)
         self._supervise = False
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        # stop_task, not cancel(): on Python 3.11 redis-py can swallow a cancel (see
+        # engine/tasks.py), and a lease watcher that ran on hung the suite at close.
+        await asyncio.gather(*(stop_task(t) for t in self._tasks))
         for inst in self.instances:
             if self.alive(inst):
                 self.signal(inst, signal.SIGCONT)
@@ -387,7 +416,7 @@ class Harness:
         await self.ledger.aclose()
 
 
-def _dump_tasks() -> None:
+def dump_tasks() -> None:
     for task in asyncio.all_tasks():
         task.print_stack(file=sys.stderr)
 
@@ -401,4 +430,4 @@ def assert_invariants(f: Figures, *, ticks: bool = True) -> None:
         assert f.ticks_fired == f.ticks_expected, f.line()
 
 
-__all__ = ["LEASE", "LONG", "Figures", "Harness", "assert_invariants"]
+__all__ = ["LEASE", "Figures", "Harness", "assert_invariants", "dump_tasks"]

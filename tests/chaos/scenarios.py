@@ -6,12 +6,13 @@ from __future__ import annotations
 import asyncio
 import random
 import signal
+import sys
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from engine.connection import RedisSettings
-from tests.chaos.harness import LEASE, Figures, Harness, now_ms
+from tests.chaos.harness import LEASE, Figures, Harness, dump_tasks, now_ms
 from tests.helpers import crc16_slot
 from tests.redis_servers import (
     RedisCluster,
@@ -31,10 +32,11 @@ class Scale:
     rounds: int  # fault rounds
     gap_s: float = 0.8  # between fault rounds
     drain_s: float = 40.0
+    watchdog_s: float = 75.0  # below the short suite's 120 s pytest timeout
 
 
 SHORT = Scale(jobs=200, rounds=6)
-LONG = Scale(jobs=2000, rounds=24, gap_s=1.5, drain_s=120.0)
+LONG = Scale(jobs=2000, rounds=24, gap_s=1.5, drain_s=120.0, watchdog_s=600.0)
 
 Faults = Callable[[Harness], Awaitable[None]]
 
@@ -43,10 +45,14 @@ async def run(h: Harness, scale: Scale, faults: Faults) -> Figures:
     """Start, produce while injecting faults, heal, drain, compute, report."""
     await h.start()
     # Generous bounds on every phase: a hang fails the scenario with a traceback that
-    # points at the stuck await instead of stalling the suite.
+    # points at the stuck await instead of stalling the suite; past ``watchdog_s`` every
+    # task's stack is printed, before pytest-timeout would kill the run without them.
     budget_s = scale.rounds * (scale.gap_s + 4 * TTL_S) + 60
+    phase = "leader"
+    watchdog = asyncio.create_task(_watchdog(h, scale.watchdog_s, lambda: phase))
     try:
         await h.leader(timeout_s=15)
+        phase = "faults"
         faults_done = asyncio.Event()
         producer = asyncio.create_task(h.produce(scale.jobs, faults_done))
         try:
@@ -54,13 +60,25 @@ async def run(h: Harness, scale: Scale, faults: Faults) -> Figures:
                 await faults(h)
         finally:
             faults_done.set()
+            phase = "producer"
             async with asyncio.timeout(120):
                 await producer
+        phase = "drain"
         await h.drain(scale.drain_s)
+        phase = "compute"
         figures = await h.compute()
     finally:
+        phase = "close"
         await h.close()
+        watchdog.cancel()
     return figures
+
+
+async def _watchdog(h: Harness, after_s: float, phase: Callable[[], str]) -> None:
+    await asyncio.sleep(after_s)
+    print(f"\nCHAOS WATCHDOG {h.scenario}: still in phase {phase()!r} after {after_s:.0f}s",
+          file=sys.stderr, flush=True)  # fmt: skip
+    dump_tasks()
 
 
 # -- process faults ----------------------------------------------------------------------
