@@ -191,12 +191,18 @@ async def _reset(client: Any, cluster: RedisCluster, base: str, slot: int) -> No
 
 
 def migration_points(keys: Sequence[str]) -> Iterator[list[str]]:
-    """The sets of keys moved, one per point: each key alone, then growing prefixes."""
+    """The sets of keys moved, one per point: each key alone, then prefixes doubling in
+    size (2, 4, 8, ...) and all of them. A script meets a moved key at each of its reads
+    and writes through the single keys; the prefixes add the mixes of moved and not."""
     ordered = sorted(keys)
     for key in ordered:
         yield [key]
-    for n in range(2, len(ordered) + 1):
+    n = 2
+    while n < len(ordered):
         yield ordered[:n]
+        n *= 2
+    if len(ordered) > 1:
+        yield ordered
 
 
 async def assert_atomic_mid_migration(

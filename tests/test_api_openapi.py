@@ -32,8 +32,8 @@ from engine.api.routes import ROUTES
 from engine.api.server import EdgeRunner
 from tests.redis_servers import RedisServer
 
-FUZZ_EXAMPLES = 25
-CLI_EXAMPLES = 10
+FUZZ_EXAMPLES = int(os.environ.get("API_FUZZ_EXAMPLES", "12"))  # per route and mode
+CLI_EXAMPLES = int(os.environ.get("API_CLI_EXAMPLES", "6"))
 # The one check turned off for one operation, and why (tests/schemathesis.toml).
 ST_CONFIG = Path(__file__).resolve().parent / "schemathesis.toml"
 

@@ -133,7 +133,8 @@ async def test_leader_killed_and_frozen_every_tick_fires_exactly_once(cluster, p
     await wait_for(lambda: _at_least(fired_count(client, prefix), 3), timeout_s=20)
     takeovers: list[tuple[str, int]] = []
     fault = 0
-    while await fired_count(client, prefix) < 60 or fault < 6:
+    # Two of each fault: what each can break shows once; `make chaos` runs them at length.
+    while fault < 4:
         holder, epoch = await wait_for(lambda: _held(leader(client, prefix)), timeout_s=10)
         fault_at = await now_ms(client)
         kind = "kill" if fault % 2 == 0 else "stop"
