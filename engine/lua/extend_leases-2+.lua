@@ -16,9 +16,12 @@
   ARGV[2..] pairs: job id, lease token
 
   Returns the lost leases as {job id, token} pairs (a worker may hold a new attempt of a
-  job whose old attempt it lost, so the id alone is ambiguous), and as {job id, token,
+  job whose old attempt it lost, so the id alone is ambiguous), as {job id, token,
   "cancelled"} the attempts cancel_job ended (token still its own, `cxl` = the token): how
-  a worker that missed the cancel message learns of it (engine/worker/cancel.py)
+  a worker that missed the cancel message learns of it (engine/worker/cancel.py), and as
+  {job id, token, "gone"} jobs whose hash no longer exists: most often this attempt's own
+  finish deleted it (removeOn*: true) while the renewal was on its way; else it was
+  removed. Either way there is nothing left to renew and no lease to warn of.
 ]]
 local activeKey, claimsKey = KEYS[1], KEYS[2]
 local leaseMs = tonumber(ARGV[1])
@@ -41,7 +44,9 @@ local lost, renew, renewed = {}, {}, {}
 for i = 1, n do
   local id, token = ids[i], ARGV[2 * i + 1]
   local held = redis.call("HGET", KEYS[2 + i], "tok")
-  if held == token then
+  if not held and redis.call("EXISTS", KEYS[2 + i]) == 0 then
+    lost[#lost + 1] = {id, token, "gone"}
+  elseif held == token then
     if scores[i] then
       renew[#renew + 1] = now + leaseMs
       renew[#renew + 1] = id

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -42,6 +43,14 @@ class Attempt:
     call: HandlerCall | None = None
     cancelled: bool = False
 
+    @property
+    def claimed_on(self) -> str:
+        """When Redis claimed this attempt (ISO 8601, UTC, ms): which attempt of a job a
+        log line is about (a worker may have lost one and claimed the next)."""
+        ms = self.job.processed_on or 0
+        whole = datetime.fromtimestamp(ms // 1000, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+        return f"{whole}.{ms % 1000:03d}Z"
+
     async def update_progress(self, progress: Any) -> None:
         try:
             value = orjson.dumps(progress).decode()
@@ -63,10 +72,11 @@ class Attempt:
     def _check(self, code: int, action: str) -> None:
         if code == -2:
             logger.warning(
-                "%s refused for job %s of queue %s: lease lost",
+                "%s refused for job %s of queue %s: lease lost (its attempt claimed at %s)",
                 action.capitalize(),
                 self.job.id,
                 self.job.queue,
+                self.claimed_on,
             )
         raise_for_code(code, job_id=self.job.id, action=action)
 

@@ -124,10 +124,12 @@ class Finishing:
         w = self.worker
         w._lease_losses += 1
         logger.warning(
-            "Job %s of queue %s: %s refused, lease lost (the job was recovered elsewhere)",
+            "Job %s of queue %s: %s refused, lease lost (its attempt claimed at %s; the job "
+            "was recovered elsewhere)",
             f.attempt.job.id,
             w.queue_name,
             what,
+            f.attempt.claimed_on,
         )
 
     def _gone(self, f: Finish) -> None:

@@ -117,7 +117,9 @@ class LeaseKeeper:
                 attempt.lost = True
                 w._lease_losses += 1
                 logger.warning(
-                    "Lease lost on job %s of queue %s; its outcome will be refused",
+                    "Lease lost on job %s of queue %s (its attempt claimed at %s); "
+                    "its outcome will be refused",
                     attempt.job.id,
                     w.queue_name,
+                    attempt.claimed_on,
                 )

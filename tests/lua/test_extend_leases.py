@@ -40,3 +40,15 @@ async def test_a_finish_crossing_the_renewal_is_not_a_lost_lease(manager: QueueM
 async def test_extend_with_no_jobs_is_a_no_op(manager: QueueManager) -> None:
     q = manager.create_queue("q")
     assert await calls(q).extend([], 1000) == []
+
+
+async def test_a_job_its_own_finish_deleted_is_gone_not_lost(manager: QueueManager) -> None:
+    """removeOnComplete: true and the completion crossed the renewal: the hash is gone.
+    That is no lost lease (`make fuzz` seed 102 warned one), and nothing is renewed."""
+    q = manager.create_queue("q")
+    await q.add(1)
+    (job,) = await claim(q)
+    await calls(q).complete([(job[0], job[1], "1", 0, -1)], 1000)
+    assert not await manager.client.exists(q.keys.job("1"))
+    assert await calls(q).extend([(job[0], job[1])], 60_000) == [["1", job[1], "gone"]]
+    assert await manager.client.zscore(q.keys.active, "1") is None

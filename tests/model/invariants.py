@@ -44,6 +44,7 @@ from __future__ import annotations
 import re
 from collections import defaultdict
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from tests.model.snapshot import STRUCTURES, Event, Snapshot
@@ -183,17 +184,20 @@ class Checker:
         """The claim a handler ran for: the ledger's (job, processed-on) and worker, matched
         to an `active` event of that worker. The event's id is Redis's clock at the XADD,
         which may come a little after the script's TIME (a descheduled server), never
-        before it."""
+        before it: the nearest event at or after ``pon`` is the claim, one up to 2 ms
+        before only if none is after (a job re-claimed 2 ms later has both)."""
         name = self.ledger_worker.get((job, pon))
         life = self.workers.get(name or "")
-        best: _Attempt | None = None
+        best: tuple[bool, int] | None = None
+        found: _Attempt | None = None
         for att in self.attempts_of.get(job, ()):
             if life is not None and att.worker_id != life.worker_id:
                 continue
             lag = att.claimed_ms - pon
-            if -2 <= lag <= 2000 and (best is None or lag < best.claimed_ms - pon):
-                best = att
-        return best
+            rank = (lag < 0, abs(lag))
+            if -2 <= lag <= 2000 and (best is None or rank < best):
+                best, found = rank, att
+        return found
 
     def healthy_throughout(self, a: float, b: float) -> bool:
         """One worker alive and never frozen over [a, b], and no real refusal in it: stalled
@@ -588,11 +592,16 @@ class Checker:
                 for i, e in enumerate(events)
                 if e.name == "active" and e.fields.get("worker") == life.worker_id and e.ms <= at_ms
             ]
-            # The attempt the warning is about: the worker's latest claim that it ran.
+            # The attempt the warning is about: the one whose claim time the line names
+            # (its processed-on), else the worker's latest claim that it ran.
+            named = self._attempt_for(job, _iso_ms(m.group("claimed")))
             ran = [i for i in claims if self._ran(job, events[i].ms)]
-            if not (ran or claims):
+            if named is not None:
+                claim = named.event_index
+            elif ran or claims:
+                claim = (ran or claims)[-1]
+            else:
                 continue
-            claim = (ran or claims)[-1]
             first = next((e for e in events[claim + 1 :] if e.name != "progress"), None)
             if first is not None and first.ms <= at_ms + 50 and first.name in _TAKEN:
                 continue  # the lease was lost indeed
@@ -612,5 +621,13 @@ class Checker:
 
 
 _TAKEN = frozenset({"stalled", "removed", "released", "cancelled"})
-_LEASE_LOST = re.compile(r"Lease lost on job (?P<job>\S+) of queue")
-_REFUSED = re.compile(r"Job (?P<job>\S+) of queue \S+: (completion|failure) refused, lease lost")
+_CLAIMED = r"its attempt claimed at (?P<claimed>\S+?)[);]"
+_LEASE_LOST = re.compile(rf"Lease lost on job (?P<job>\S+) of queue \S+ \({_CLAIMED}")
+_REFUSED = re.compile(
+    rf"Job (?P<job>\S+) of queue \S+: (completion|failure) refused, lease lost \({_CLAIMED}"
+)
+
+
+def _iso_ms(text: str) -> int:
+    """The ms of an engine log's ``2026-12-02T01:42:55.684Z``."""
+    return round(datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp() * 1000)

@@ -120,3 +120,48 @@ def test_a_cancel_with_the_wrong_reason_is_a_defect() -> None:
     _with(snap, {1: {"by": "adm1"}, 2: {"failedReason": "boom"}})
     c.check(snap, [], T0 / 1000)
     assert _codes(c) == {"CANCEL"}
+
+
+def test_two_claims_two_ms_apart_are_told_apart() -> None:
+    """Seed 102 of `make fuzz`: a job failed with a 0 ms retry and claimed again 2 ms
+    later; each handler is matched to its own claim, not the nearer-below one."""
+    c = _checker()
+    events = [(T0, "waiting", "1"), (T0, "active", "1"), (T0 + 2, "retrying", "1"),
+              (T0 + 2, "active", "1"), (T0 + 3, "completed", "1")]  # fmt: skip
+    ledger = [
+        {"ev": "start", "job": "1", "pon": T0, "p": "a1", "i": 0, "w": "w1"},
+        {"ev": "end", "job": "1", "pon": T0, "p": "a1", "i": 0, "ok": False, "t": T0 / 1000},
+        {"ev": "start", "job": "1", "pon": T0 + 2, "p": "a1", "i": 0, "w": "w1"},
+        {"ev": "end", "job": "1", "pon": T0 + 2, "p": "a1", "i": 0, "ok": True, "t": T0 / 1000},
+    ]
+    c.check(_snap(T0 + 10, {"1": "completed"}, events), ledger, (T0 + 10) / 1000)
+    assert c.violations == []
+
+
+def test_a_lease_lost_line_is_matched_to_the_attempt_it_names() -> None:
+    """Seed 104 of `make fuzz`: a claim's reply came late, its deadline passed and the
+    job was handed back (`released`), and the same worker claimed it again; the warning
+    about the first attempt came 2 ms after the second claim. It names its attempt's
+    claim time, so it is checked against the first claim (lost indeed)."""
+    from datetime import UTC, datetime
+
+    c = _checker()
+    events = [(T0, "waiting", "1"), (T0, "active", "1"), (T0 + 800, "released", "1"),
+              (T0 + 802, "active", "1"), (T0 + 900, "completed", "1")]  # fmt: skip
+    ledger = [
+        {"ev": "start", "job": "1", "pon": T0, "p": "a1", "i": 0, "w": "w1"},
+        {"ev": "start", "job": "1", "pon": T0 + 802, "p": "a1", "i": 0, "w": "w1"},
+        {"ev": "end", "job": "1", "pon": T0 + 802, "p": "a1", "i": 0, "ok": True, "t": T0 / 1000},
+    ]
+    c.check(_snap(T0 + 1000, {"1": "completed"}, events), ledger, (T0 + 1000) / 1000)
+    claimed = datetime.fromtimestamp(T0 / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+    line = (
+        f"{(T0 + 804) / 1000:.3f} WARNING engine.worker Lease lost on job 1 of queue model "
+        f"(its attempt claimed at {claimed}); its outcome will be refused"
+    )
+    c.check_logs("w1", [line], (T0 + 1000) / 1000)
+    assert c.violations == []
+    # About the second attempt, whose lease held, the same warning is a defect.
+    second = datetime.fromtimestamp((T0 + 802) / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%S.802Z")
+    c.check_logs("w1", [line.replace(claimed, second)], (T0 + 1000) / 1000)
+    assert _codes(c) == {"FALSE_LEASE_LOST"}
