@@ -35,7 +35,7 @@
   ARGV[11] most jobs removed by retention per call
 
   Returns {now, 1 if retried else 0, attempts made}; 0 when this token already finished the
-  job (a resent call); -1 when the job no longer exists (a resent call whose first copy
+  job (a resent call, also after the retried job was claimed again: the hash's `ftok`); -1 when the job no longer exists (a resent call whose first copy
   deleted it by retention, or a removed job); -2 when the lease is lost
 ]]
 local activeKey, waitKey, prioritizedKey, delayedKey = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
@@ -51,12 +51,17 @@ local batch = tonumber(ARGV[11])
 -- @include dedup
 
 -- READ everything first.
-local f = redis.call("HMGET", jobKey, "tok", "atm", "st", "pri", "dd")
+local f = redis.call("HMGET", jobKey, "tok", "atm", "st", "pri", "dd", "ftok")
 if f[1] ~= token then
   -- No hash at all: the job is gone (this very call ran first and its retention deleted
   -- it, or it was removed): not a lost lease.
   if not f[1] and redis.call("EXISTS", jobKey) == 0 then
     return -1
+  end
+  -- This token's failure was recorded and the retried job claimed again since (the
+  -- client resent [fail, claim] whose first copy ran both): already done.
+  if f[6] == token then
+    return 0
   end
   return -2
 end
@@ -100,7 +105,9 @@ if plan and plan.removed(jobId) then
   plan.write()
   return {now, 0, attempts}
 end
-redis.call("HSET", jobKey, "atm", attempts, "fr", reason)
+-- `ftok`: the attempt whose failure this was, so that a resend of this call after the
+-- retry was claimed again (new `tok`) is known as done, not as a lost lease.
+redis.call("HSET", jobKey, "atm", attempts, "fr", reason, "ftok", token)
 if traces then
   redis.call("HSET", jobKey, "st", cjson.encode(traces))
 end

@@ -150,3 +150,24 @@ async def test_a_resent_final_failure_of_a_job_its_retention_deleted_answers_gon
     assert retried == 0 and not await manager.client.exists(q.keys.job("1"))
     # The reply was lost and the client resent the call: gone (-1), not a lost lease (-2).
     assert await fail(q, "1", job[1], keep=0) == -1
+
+
+async def test_a_resent_retry_after_the_job_was_claimed_again_is_a_no_op(
+    manager: QueueManager,
+) -> None:
+    """The client resent [fail (retry now), claim] after its first copy ran, whose claim
+    took the retried job again under a new token (`make fuzz` seed 102): the resent fail
+    finds that token, yet its failure was recorded: 0 (already done), not -2 (lease lost),
+    and the new attempt is untouched."""
+    q = manager.create_queue("q")
+    await q.add(1)
+    (first,) = await claim(q)
+    assert (await fail(q, "1", first[1], delay=0))[1] == 1
+    (second,) = await claim(q)
+    assert second[1] != first[1]
+    before = await manager.client.hgetall(q.keys.job("1"))
+    assert await fail(q, "1", first[1], delay=0) == 0
+    assert await manager.client.hgetall(q.keys.job("1")) == before
+    assert await manager.client.zscore(q.keys.active, "1") is not None
+    # A token that never failed this job is still refused.
+    assert await fail(q, "1", "someone-else:1", delay=0) == -2
