@@ -162,6 +162,9 @@ class Checker:
         self.last: Snapshot | None = None
         self.attempts: dict[tuple[str, int], _Attempt] = {}  # (job, claimed ms)
         self.attempts_of: dict[str, list[_Attempt]] = defaultdict(list)
+        # `failed` events of jobs cancelled while running: cancel_job keeps such a job in
+        # `failed` even with removeOnFail: true (its worker's renewal reads the hash).
+        self.kept_failures: set[str] = set()
         self.ledger_worker: dict[tuple[str, int], str] = {}  # (job, pon) -> worker name
         self.ledger_starts: dict[tuple[str, int], int] = defaultdict(int)
         self.ledger_ends: dict[tuple[str, int], tuple[bool, float]] = {}
@@ -229,7 +232,16 @@ class Checker:
             job = ev.job
             if job is None or ev.name not in LIFECYCLE:
                 continue
-            self.by_job[job].append(ev)
+            life = self.by_job[job]
+            after = life[-1] if life else None
+            if (
+                ev.name == "failed"
+                and after is not None
+                and after.name == "cancelled"
+                and after.fields.get("prev") == "active"
+            ):
+                self.kept_failures.add(ev.id)
+            life.append(ev)
             if ev.name == "active":
                 att = _Attempt(job, ev.fields.get("worker", ""), ev.ms, len(self.by_job[job]) - 1)
                 self.attempts[(job, ev.ms)] = att
@@ -414,7 +426,13 @@ class Checker:
         for state, keep in (("completed", lim.keep_completed), ("failed", lim.keep_failed)):
             # Foreign jobs carry the engine's default retention, not the queue's: they may
             # sit above the bound until the next job of ours trims the set.
-            n = sum(1 for j in snap.members[state] if not j.startswith(FOREIGN))
+            # A job cancelled while running with removeOnFail: true is kept beyond the
+            # count (see kept_failures) until a later failure's retention trims it.
+            n = sum(
+                1
+                for j in snap.members[state]
+                if not j.startswith(FOREIGN) and not self._kept_beyond(j, state)
+            )
             if n > keep:
                 self.flag(
                     "RETENTION", f"({state})", f"{n} {state} jobs kept, bound {keep}", now, str(n)
@@ -442,6 +460,15 @@ class Checker:
                     now,
                     last.id + states[0],
                 )
+
+    def _kept_beyond(self, job_id: str, state: str) -> bool:
+        life = self.by_job.get(job_id)
+        return (
+            state == "failed"
+            and bool(life)
+            and life[-1].id in self.kept_failures
+            and not self._keeps(job_id, "removeOnFail")
+        )
 
     def _keeps(self, job_id: str, option: str) -> bool:
         return self.opts.get(job_id, {}).get(option) is not True
@@ -480,7 +507,7 @@ class Checker:
                     if e.name == last.name
                     and e.ms >= last.ms
                     and e.id != last.id
-                    and self._keeps(e.job or "", option)
+                    and (self._keeps(e.job or "", option) or e.id in self.kept_failures)
                 )
                 if cleaned or newer >= keep:
                     continue

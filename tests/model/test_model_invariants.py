@@ -165,3 +165,21 @@ def test_a_lease_lost_line_is_matched_to_the_attempt_it_names() -> None:
     second = datetime.fromtimestamp((T0 + 802) / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%S.802Z")
     c.check_logs("w1", [line.replace(claimed, second)], (T0 + 1000) / 1000)
     assert _codes(c) == {"FALSE_LEASE_LOST"}
+
+
+def test_a_job_cancelled_running_with_remove_on_fail_counts_as_kept() -> None:
+    """`make fuzz` seed 102: cancel_job keeps a running job in `failed` despite
+    removeOnFail: true (its worker's renewal reads the hash), and retention counts it; a
+    job trimmed because of it did not vanish."""
+    c = _checker()  # keep_failed=2
+    jobs = {"x": "failed", "a": "failed", "b": "failed"}
+    events = [(T0, "waiting", "x"), (T0, "waiting", "a"), (T0, "waiting", "b"),
+              (T0 + 1, "failed", "x"), (T0 + 2, "active", "a"), (T0 + 10, "cancelled", "a"),
+              (T0 + 10, "failed", "a"), (T0 + 20, "failed", "b")]  # fmt: skip
+    snap = _with(_snap(T0 + 20, jobs, events), {5: {"prev": "active", "by": "adm1"}})
+    snap.jobs["a"]["opts"] = '{"removeOnFail": true}'
+    _with(snap, {6: {"failedReason": "cancelled by adm1"}})
+    c.check(snap, [], (T0 + 20) / 1000)
+    # b's retention (keep 2) counted a and deleted x.
+    c.check(_snap(T0 + 30, {"a": "failed", "b": "failed"}, []), [], (T0 + 30) / 1000)
+    assert "VANISHED" not in _codes(c) and "RETENTION" not in _codes(c), c.violations
