@@ -131,7 +131,10 @@ async def test_a_claim_in_doubt_when_closing_is_handed_back_at_once(
 
     worker = await manager.process("q", handler, stalled_interval_ms=600_000)
     await wait_for(lambda: asyncio.sleep(0, worker._exchange._blocker is not None))
-    job = await q.add(1, {"delay": 3_600_000})  # not claimable by the worker meanwhile
+    # Closing from here on: the driver claims nothing more (the add's marker wakes it, and
+    # it would otherwise claim the job below before this test's claim) nor resends.
+    worker._closing = True
+    job = await q.add(1, {"delay": 3_600_000})
     await manager.client.zrem(q.keys.delayed, job.id)
     await manager.client.rpush(q.keys.wait, job.id)
     request_id = new_request_id()
@@ -145,8 +148,7 @@ async def test_a_claim_in_doubt_when_closing_is_handed_back_at_once(
         promote_batch=10,
     )
     assert [j[0] for j in reply[4]] == [job.id]
-    worker._exchange._doubts.append((request_id, 1))
-    worker._closing = True  # no resend by the driver: this is close's to settle
+    worker._exchange._doubts.append((request_id, 1))  # close's to settle
     await worker.close(timeout_s=0.1)
     stats = await q.get_stats()
     assert (stats.active, stats.waiting) == (0, 1)
