@@ -192,17 +192,8 @@ def run_targets(manager: QueueManager, declared: Mapping[str, ScheduleConfig]) -
 
     def target(sc: ScheduleConfig) -> RunTarget:
         async def run(actor: str, idempotency_key: str | None = None) -> Job:
-            job = await schedulers.run_now(sc.name, manager, actor, idempotency_key)
-            if idempotency_key is not None:
-                return job  # the script wrote the audit event with the job, once
-            # The audit trail: who asked for this out-of-band run.
-            await manager.client.xadd(
-                manager.store.keys(sc.queue).events,
-                {"event": "manual", "schedule": sc.name, "jobId": job.id, "by": actor},
-                maxlen=manager.store.max_events,
-                approximate=True,
-            )
-            return job
+            # run_schedule_now writes the `manual` audit event (who asked for the run).
+            return await schedulers.run_now(sc.name, manager, actor, idempotency_key)
 
         return RunTarget(name=sc.name, queue=sc.queue, label=sc.name.upper(), run=run)
 

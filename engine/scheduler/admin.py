@@ -220,8 +220,9 @@ async def run_schedule_now(
     With ``idempotency_key`` (e.g. an HTTP ``Idempotency-Key``), the first call with that
     key enqueues the job and records the key for ``remember_ms``, in one script; a retry
     with the same key within that time returns the first job, so a client that got no
-    answer (a 503, a timeout) can safely ask again. That path also writes the audit event
-    (``manual``, ``by`` = ``actor``); without a key, the caller does.
+    answer (a 503, a timeout) can safely ask again. That path writes the audit event
+    (``manual``, ``by`` = ``actor``) in the same script; without a key it is written after
+    the add, when an ``actor`` is given.
     """
     if idempotency_key is None:
         key = queue.keys.schedule(name)
@@ -231,6 +232,13 @@ async def run_schedule_now(
         job = await queue.add(
             orjson.loads(data), JobOptions.parse(orjson.loads(opts)), name=job_name
         )
+        if actor:  # the audit trail: who asked for this out-of-band run
+            await queue.store.client.xadd(
+                queue.keys.events,
+                {"event": "manual", "schedule": name, "jobId": job.id, "by": actor},
+                maxlen=queue.store.max_events,
+                approximate=True,
+            )
         logger.info(
             "Schedule %s run now as job %s%s", name, job.id, f" by {actor}" if actor else ""
         )

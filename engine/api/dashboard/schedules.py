@@ -126,14 +126,7 @@ async def _run(request: web.Request, queue_name: str, name: str, actor: str) -> 
     if target is not None and target.queue == queue_name:
         return str((await target.run(actor)).id)  # the service's run: it writes the audit
     queue = request.app[MANAGER].get_queue(queue_name)
-    job = await run_schedule_now(queue, name, actor)
-    await queue.store.client.xadd(
-        queue.keys.events,
-        {"event": "manual", "schedule": name, "jobId": job.id, "by": actor},
-        maxlen=queue.store.max_events,
-        approximate=True,
-    )
-    return job.id
+    return (await run_schedule_now(queue, name, actor)).id  # it writes the audit event
 
 
 async def delete_schedule(request: web.Request) -> web.Response:

@@ -1,4 +1,4 @@
-"""Path parameters shared by the handlers."""
+"""Path parameters and headers shared by the handlers."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from aiohttp import web
 
 from ...keys import MAX_JOB_ID_LEN, validate_queue_name
 from ...queue import Queue
+from ...scheduler.admin import validate_idempotency_key
 from ..errors import ApiError
 from ..state import MANAGER, PRINCIPAL
 
@@ -35,3 +36,14 @@ def job_id_of(request: web.Request) -> str:
 def actor_of(request: web.Request) -> str:
     """The verified subject of the request, recorded with every mutation (audit)."""
     return request[PRINCIPAL].subject
+
+
+def idempotency_key_of(request: web.Request) -> str | None:
+    """The optional ``Idempotency-Key`` header of a run-now call: 400 naming it if bad."""
+    key = request.headers.get("Idempotency-Key")
+    if key is not None:
+        try:
+            validate_idempotency_key(key)
+        except ValueError as exc:
+            raise ApiError(400, str(exc), field="Idempotency-Key") from None
+    return key

@@ -6,12 +6,11 @@ from __future__ import annotations
 from aiohttp import web
 
 from ...keys import validate_queue_name
-from ...scheduler.admin import validate_idempotency_key
 from ..errors import ApiError
 from ..messages import run_body
 from ..payload import json_body, ok
 from ..state import RUN_TARGETS
-from .common import actor_of
+from .common import actor_of, idempotency_key_of
 
 
 async def run_now(request: web.Request) -> web.Response:
@@ -26,11 +25,6 @@ async def run_now(request: web.Request) -> web.Response:
     # No body fields are accepted: a manual run is the scheduler's own job, never
     # caller-chosen options (mass assignment).
     await json_body(request, frozenset())
-    key = request.headers.get("Idempotency-Key")
-    if key is not None:
-        try:
-            validate_idempotency_key(key)
-        except ValueError as exc:
-            raise ApiError(400, str(exc), field="Idempotency-Key") from None
+    key = idempotency_key_of(request)
     job = await target.run(actor_of(request), idempotency_key=key)
     return ok(**run_body(target.label, job.id, target.queue))

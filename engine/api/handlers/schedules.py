@@ -21,13 +21,13 @@ from ...errors import ScheduleNotFound
 from ...keys import validate_queue_name
 from ...queue import Queue
 from ...scheduler import get_schedule_state, run_schedule_now
-from ...scheduler.admin import ScheduleIsDeclared, validate_idempotency_key
+from ...scheduler.admin import ScheduleIsDeclared
 from ...scheduler.state import ScheduleState
 from ..errors import ApiError
 from ..payload import json_body, ok
 from ..schedule_body import FIELDS, definition_of
 from ..state import MANAGER, SCHEDULES
-from .common import actor_of
+from .common import actor_of, idempotency_key_of
 
 NEXT_FIRES = 3
 
@@ -152,24 +152,10 @@ async def run_schedule(request: web.Request) -> web.Response:
     name = _name(request)
     queue = await _locate(request, name)
     await json_body(request, frozenset())
-    key = request.headers.get("Idempotency-Key")
-    if key is not None:
-        try:
-            validate_idempotency_key(key)
-        except ValueError as exc:
-            raise ApiError(400, str(exc), field="Idempotency-Key") from None
+    key = idempotency_key_of(request)
     actor = actor_of(request)
     try:
         job = await run_schedule_now(queue, name, actor, idempotency_key=key)
     except ScheduleNotFound:
         raise ApiError(404, f"schedule {name!r} not found") from None
-    if key is None:  # with a key, the script wrote the audit event with the job
-        await _audit(queue, name, "manual", actor, jobId=job.id)
     return ok(message=f"Schedule {name} run now", queue=queue.name, jobId=job.id)
-
-
-async def _audit(queue: Queue, name: str, event: str, actor: str, **extra: str) -> None:
-    fields = {"event": event, "schedule": name, "by": actor, **extra}
-    await queue.store.client.xadd(
-        queue.keys.events, fields, maxlen=queue.store.max_events, approximate=True
-    )
