@@ -47,19 +47,16 @@ local windowMs, channel = tonumber(ARGV[6]), ARGV[7]
 local defaultKeep, batch = tonumber(ARGV[8]), tonumber(ARGV[9])
 -- @include request
 -- @include jobstate
+-- @include jobcall
 -- @include batch
 -- @include retention
 
 -- READ everything first.
-local prior = priorReply(requestKey)
-if prior then
-  return prior
+local early, state = openJobCall(requestKey, jobKey, jobId,
+  {waitKey, prioritizedKey, activeKey, delayedKey, completedKey, failedKey})
+if early then
+  return early
 end
-if redis.call("EXISTS", jobKey) == 0 then
-  return {-1, ""}
-end
-local state = jobState(jobId, waitKey, prioritizedKey, activeKey, delayedKey, completedKey,
-  failedKey)
 if state ~= "waiting" and state ~= "delayed" and state ~= "active" then
   return {-3, state}
 end

@@ -31,16 +31,13 @@ local jobId, actor, maxEvents, windowMs = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 -- @include request
 -- @include waiting
 -- @include jobstate
+-- @include jobcall
 
-local prior = priorReply(requestKey)
-if prior then
-  return prior
+local early, state = openJobCall(requestKey, jobKey, jobId,
+  {waitKey, prioritizedKey, activeKey, delayedKey, completedKey, failedKey})
+if early then
+  return early
 end
-if redis.call("EXISTS", jobKey) == 0 then
-  return {-1, ""}
-end
-local state = jobState(jobId, waitKey, prioritizedKey, activeKey, delayedKey, completedKey,
-  failedKey)
 if state ~= "delayed" then
   return {-3, state}
 end
