@@ -140,9 +140,11 @@ def test_includes_are_spliced_in_so_redis_gets_whole_scripts():
     ]
     assert sorted(users) == [
         "fail_job",
+        "fire_schedule",
         "move_to_active",
         "promote_job",
         "recover_stalled",
         "release_jobs",
         "retry_job",
+        "run_schedule",
     ]

@@ -56,6 +56,7 @@ local token, epoch, name, fingerprint = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local expectedNext, newNext, fireList, missedList = ARGV[5], ARGV[6], ARGV[7], ARGV[8]
 local extraMissed, extraFrom, extraExact = tonumber(ARGV[9]), ARGV[10], ARGV[11]
 local previousJob, maxEvents, maxLedger = ARGV[12], ARGV[13], ARGV[14]
+-- @include waiting
 
 local t = redis.call("TIME")
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -183,14 +184,11 @@ for i, tick in ipairs(fires) do
   elseif decision[i] == "fire" then
     local jobId = name .. ":" .. tick
     local jobKey = KEYS[11 + i]
-    local seq = redis.call("HINCRBY", metaKey, "seq", 1)
     redis.call("HSET", jobKey, "name", jobName, "data", data, "opts", opts, "ts", now, "atm", 0)
     if priority > 0 then
       redis.call("HSET", jobKey, "pri", priority)
-      redis.call("ZADD", prioritizedKey, priority * 4294967296 + (seq % 4294967296), jobId)
-    else
-      redis.call("RPUSH", waitKey, jobId)
     end
+    pushWaitingAt(metaKey, waitKey, prioritizedKey, jobId, priority)
     redis.call("XADD", ledgerKey, "MAXLEN", "~", maxLedger, "*", "tick", tick, "job", jobId,
       "kind", "fired", "reason", "")
     redis.call("XADD", eventsKey, "MAXLEN", "~", maxEvents, "*", "event", "fired",

@@ -26,6 +26,7 @@
 local scheduleKey, idemKey, metaKey, waitKey = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local prioritizedKey, eventsKey, markerKey, jobKey = KEYS[5], KEYS[6], KEYS[7], KEYS[8]
 local jobId, rememberMs, maxEvents, name, actor = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+-- @include waiting
 
 local t = redis.call("TIME")
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -43,14 +44,11 @@ if redis.call("EXISTS", jobKey) == 1 then
 end
 
 local priority = tonumber(s[4] or "0")
-local seq = redis.call("HINCRBY", metaKey, "seq", 1)
 redis.call("HSET", jobKey, "name", s[1], "data", s[2], "opts", s[3], "ts", now, "atm", 0)
 if priority > 0 then
   redis.call("HSET", jobKey, "pri", priority)
-  redis.call("ZADD", prioritizedKey, priority * 4294967296 + (seq % 4294967296), jobId)
-else
-  redis.call("RPUSH", waitKey, jobId)
 end
+pushWaitingAt(metaKey, waitKey, prioritizedKey, jobId, priority)
 redis.call("XADD", eventsKey, "MAXLEN", "~", maxEvents, "*", "event", "waiting", "jobId", jobId)
 redis.call("XADD", eventsKey, "MAXLEN", "~", maxEvents, "*", "event", "manual", "schedule", name,
   "jobId", jobId, "by", actor)
