@@ -72,26 +72,16 @@ def stop_cancelled(worker: Worker, attempt: Attempt, how: str) -> None:
 
 def take_cancelled(worker: Worker, lost: list[list[str]]) -> list[list[str]]:
     """Stop the attempts a lease renewal reports cancelled (``extend_leases``: {id, token,
-    "cancelled"}), stop renewing those whose job is gone ({id, token, "gone"}: deleted by
-    the attempt's own finish, or removed); returns the other, really lost, pairs."""
-    pairs = []
+    "cancelled"}); returns the other entries."""
+    rest = []
     for entry in lost:
-        if len(entry) < 3:
-            pairs.append(entry)
-            continue
-        attempt = worker._attempts.get((str(entry[0]), str(entry[1])))
-        if attempt is None:
-            continue
-        if entry[2] == "cancelled":
-            stop_cancelled(worker, attempt, "seen at lease renewal")
-        elif not attempt.lost:
-            attempt.lost = True  # not renewed again; its finish, if any, answers "gone"
-            logger.info(
-                "Job %s of queue %s no longer exists (finished by this attempt, or removed)",
-                attempt.job.id,
-                worker.queue_name,
-            )
-    return pairs
+        if len(entry) > 2 and entry[2] == "cancelled":
+            attempt = worker._attempts.get((str(entry[0]), str(entry[1])))
+            if attempt is not None:
+                stop_cancelled(worker, attempt, "seen at lease renewal")
+        else:
+            rest.append(entry)
+    return rest
 
 
 class CancelNotices:

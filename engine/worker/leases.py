@@ -107,19 +107,27 @@ class LeaseKeeper:
             return
         self.outage.ok()
         lost = take_cancelled(w, lost)  # attempts cancel_job ended: stopped there
-        lost_pairs = {(str(job_id), str(token)) for job_id, token in lost}
+        ended = {(str(entry[0]), str(entry[1])): len(entry) > 2 for entry in lost}
         for a in held:
-            if (a.job.id, a.token) not in lost_pairs:
+            if (a.job.id, a.token) not in ended:
                 a.confirmed = True
-        for job_id, token in lost_pairs:
+        for (job_id, token), gone in ended.items():
             attempt = w._attempts.get((job_id, token))
-            if attempt is not None and not attempt.lost:
-                attempt.lost = True
-                w._lease_losses += 1
-                logger.warning(
-                    "Lease lost on job %s of queue %s (its attempt claimed at %s); "
-                    "its outcome will be refused",
-                    attempt.job.id,
+            if attempt is None or attempt.lost:
+                continue
+            attempt.lost = True  # not renewed again; its finish is refused (or "gone")
+            if gone:  # {id, token, "gone"}: the attempt's own finish deleted it, or removed
+                logger.info(
+                    "Job %s of queue %s no longer exists (finished by this attempt, or removed)",
+                    job_id,
                     w.queue_name,
-                    attempt.claimed_on,
                 )
+                continue
+            w._lease_losses += 1
+            logger.warning(
+                "Lease lost on job %s of queue %s (its attempt claimed at %s); "
+                "its outcome will be refused",
+                attempt.job.id,
+                w.queue_name,
+                attempt.claimed_on,
+            )
